@@ -5,12 +5,148 @@ Heavy imports (torch, transformers) happen inside the verbs, so ``zephyra --help
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(help="Zephyra Resolve: one base model, many domain adapters, and a router between them.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+tokenizer_app = typer.Typer(help="Train and inspect tokenizers.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: throughput, latency and memory against baselines in the same run.",
+                        no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+app.add_typer(bench_app, name="bench")
+
+
+def fail(message: str) -> None:
+    """One clear line on stderr and exit 2: how every verb reports bad input."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def presets() -> None:
+    """List the Zephyra size presets with their parameter counts.
+
+    zephyra presets
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from .model import PRESETS, ZephyraForCausalLM, non_embedding_params, preset_config
+
+    table = Table("preset", "layers (trunk+branch)", "width", "heads (kv)", "mlp", "context", "non-emb params")
+    for name, p in PRESETS.items():
+        cfg = preset_config(name, vocab_size=256)
+        n = non_embedding_params(ZephyraForCausalLM(cfg))
+        table.add_row(name, f"{cfg.num_trunk_layers}+{cfg.num_hidden_layers - cfg.num_trunk_layers}",
+                      str(cfg.hidden_size), f"{cfg.num_attention_heads} ({cfg.num_key_value_heads})",
+                      str(cfg.intermediate_size), str(cfg.max_position_embeddings), f"{n / 1e6:.2f}M")
+    Console().print(table)
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    text: Annotated[list[Path], typer.Option("--text", help="UTF-8 text file(s) to learn from (repeatable)")],
+    out: Annotated[Path, typer.Option(help="directory to write the tokenizer to")] = Path("runs/tokenizer"),
+    vocab_size: Annotated[int, typer.Option(help="vocabulary size, special tokens included")] = 4096,
+) -> None:
+    """Train a byte-level BPE tokenizer with a chat template on text files.
+
+    zephyra tokenizer train --text a.txt --text b.txt --vocab-size 4096 --out runs/tokenizer
+    """
+    from .io import sha256_file
+    from .tokenizer import train_tokenizer
+
+    for p in text:
+        if not p.is_file():
+            fail(f"{p}: no such file")
+
+    def lines():
+        for p in text:
+            try:
+                yield from p.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as e:
+                fail(f"{p}: not UTF-8 text (byte {e.start})")
+
+    try:
+        tok = train_tokenizer(lines(), out, vocab_size=vocab_size, sources={str(p): sha256_file(p) for p in text})
+    except ValueError as e:
+        fail(str(e))
+    typer.echo(f"tokenizer with {len(tok)} tokens written to {out}")
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="the prompt")],
+    model: Annotated[Path, typer.Option(help="model directory (with its tokenizer)")] = Path("runs/quickstart/base"),
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
+    fmt: Annotated[str, typer.Option("--format", help="chat: wrap in the chat template; raw: continue the text")] = "chat",
+    sample: Annotated[bool, typer.Option(help="sample instead of greedy decoding")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Generate an answer to a prompt.
+
+    zephyra generate "Who is Polonius?" --model runs/quickstart/base --json
+    """
+    from transformers.utils import logging as hf_logging
+
+    from .resolve import PromptError, generate_text, load_model
+
+    if not prompt.strip():
+        fail("the prompt is empty")
+    hf_logging.disable_progress_bar()
+    try:
+        m, tok = load_model(model)
+        out = generate_text(m, tok, prompt, max_new_tokens=max_new_tokens, fmt=fmt, do_sample=sample)
+    except (FileNotFoundError, PromptError, ValueError) as e:
+        fail(str(e))
+    if as_json:
+        typer.echo(json.dumps({"adapter": out.adapter, "text": out.text, "prompt_tokens": out.prompt_tokens,
+                               "new_tokens": out.new_tokens, "truncated": out.truncated}))
+    else:
+        typer.echo(out.text)
+
+
+@bench_app.command("model")
+def bench_model(
+    preset: str = "small",
+    batch: int = 8,
+    seq: int = 256,
+    steps: int = 8,
+    rounds: int = 3,
+    dtypes: Annotated[str, typer.Option(help="comma-separated: fp32,bf16")] = "fp32,bf16",
+    archs: Annotated[str, typer.Option(help="comma-separated, llama required: zephyra,llama,gpt2")] = "zephyra,llama",
+    allocator: Annotated[str, typer.Option(help="system or tcmalloc (same for every arch)")] = "system",
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile every arch alike")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Training-step tokens/s and peak memory of Zephyra vs HF Llama of equal size, with ratios.
+
+    zephyra bench model --preset small --batch 8 --seq 256 --dtypes fp32,bf16
+    """
+    from .bench.model import ModelBenchConfig, machine, markdown, run
+
+    try:
+        cfg = ModelBenchConfig(preset=preset, batch=batch, seq=seq, steps=steps, rounds=rounds,
+                               dtypes=dtypes.split(","), archs=archs.split(","), allocator=allocator, compile=compile)
+        rows = run(cfg, progress=lambda s: typer.echo(s, err=True))
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        fail(str(e))
+    if as_json:
+        typer.echo(json.dumps({"machine": machine(), "config": cfg.__dict__, "rows": rows}))
+    else:
+        typer.echo(f"machine: {machine()}")
+        typer.echo(markdown(rows, cfg))
 
 
 def main() -> None:
     """Entry point of the ``zephyra`` console script and ``python -m zephyra``."""
-    app()
+    app(prog_name="zephyra")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -41,7 +41,8 @@ class ZephyraConfig(PreTrainedConfig):
     num_trunk_layers: int | None = None  # the first layers, shared and never adapted; None: half the stack
     router_labels: list[str] | None = None  # the router head's classes (domains and "base"); None: no head
     router_pooling: str = "mean"  # how the trunk's prompt states are pooled: "mean" or "last"
-    loss_chunk_size: int = 2048  # tokens per chunk of the fused linear + cross-entropy loss
+    loss_chunk_size: int = 256  # tokens per chunk of the fused linear + cross-entropy loss (cache-sized)
+    matmul_attention_max_keys: int = 1024  # causal attention up to this length runs as matmuls, not flash SDPA
 
     def __post_init__(self, **kwargs):
         if self.num_key_value_heads is None:

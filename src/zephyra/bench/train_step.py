@@ -1,0 +1,95 @@
+"""One training-step throughput measurement, in its own process so that peak memory is its own.
+
+    python -m zephyra.bench.train_step --arch zephyra --preset small --batch 8 --seq 256 --dtype bf16
+
+Prints one JSON line: tokens/s (forward + backward + AdamW step), seconds per step, peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import torch
+
+
+def build(arch: str, preset: str, vocab: int, seq: int, attn: str | None):
+    from zephyra.model import ZephyraForCausalLM, non_embedding_params, preset_config
+    from zephyra.model.baselines import gpt2_config_like, llama_config_like
+
+    cfg = preset_config(preset, vocab_size=vocab, max_position_embeddings=max(seq, 128))
+    if arch == "zephyra":
+        model = ZephyraForCausalLM(cfg)
+    elif arch == "llama":
+        from transformers import LlamaForCausalLM
+        lcfg = llama_config_like(cfg)
+        if attn:
+            lcfg._attn_implementation = attn
+        model = LlamaForCausalLM(lcfg)
+    elif arch == "gpt2":
+        from transformers import GPT2LMHeadModel
+        model = GPT2LMHeadModel(gpt2_config_like(cfg))
+    else:
+        raise SystemExit(f"unknown arch {arch!r}")
+    return model, non_embedding_params(model)
+
+
+def measure(arch: str, preset: str, batch: int, seq: int, dtype: str, steps: int, warmup: int, vocab: int,
+            threads: int, compile_: bool, attn: str | None) -> dict:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model, n_params = build(arch, preset, vocab, seq, attn)
+    model.train()
+    step_fn = model
+    if compile_:
+        step_fn = torch.compile(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randint(3, vocab, (batch, seq))
+    use_bf16 = dtype == "bf16"
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            loss = step_fn(input_ids=x, labels=x).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    median = times[len(times) // 2]
+    return {"arch": arch, "preset": preset, "dtype": dtype, "batch": batch, "seq": seq, "threads": threads,
+            "compile": compile_, "params_non_embedding": n_params,
+            "params_total": sum(p.numel() for p in model.parameters()),
+            "step_s": median, "tokens_per_s": batch * seq / median,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", default="zephyra", choices=["zephyra", "llama", "gpt2"])
+    p.add_argument("--preset", default="small")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--vocab", type=int, default=8192)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--attn", default=None, help="HF attention implementation for llama (sdpa, eager)")
+    a = p.parse_args()
+    print(json.dumps(measure(a.arch, a.preset, a.batch, a.seq, a.dtype, a.steps, a.warmup, a.vocab, a.threads,
+                             a.compile, a.attn)))
+
+
+if __name__ == "__main__":
+    main()

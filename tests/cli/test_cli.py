@@ -1,0 +1,84 @@
+"""The CLI: every verb answers --help; generate keeps its JSON contract; bad input is one clear line."""
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from zephyra.cli import app
+from zephyra.model import ZephyraForCausalLM, preset_config
+from zephyra.tokenizer import train_tokenizer
+
+runner = CliRunner()
+
+
+def _commands(cmd, path=()):
+    yield path
+    for name, sub in getattr(cmd, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_every_verb_has_help():
+    paths = list(_commands(typer.main.get_command(app)))
+    assert ("generate",) in paths and ("bench", "model") in paths and ("tokenizer", "train") in paths
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage" in result.output
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("m")
+    tok = train_tokenizer(["hello there, how are you today?"] * 30, out / "tok", vocab_size=300)
+    model = ZephyraForCausalLM(preset_config("tiny", vocab_size=len(tok), max_position_embeddings=64))
+    model.save_pretrained(out / "model")
+    tok.save_pretrained(out / "model")
+    return out / "model"
+
+
+def test_generate_json_contract(model_dir):
+    result = runner.invoke(app, ["generate", "hello", "--model", str(model_dir), "--max-new-tokens", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["adapter"] == "base" and isinstance(out["text"], str) and 1 <= out["new_tokens"] <= 5
+
+
+def test_generate_refuses_an_empty_prompt_in_one_line(model_dir):
+    result = runner.invoke(app, ["generate", "   ", "--model", str(model_dir)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: the prompt is empty"
+
+
+def test_generate_cuts_a_too_long_prompt_with_a_warning(model_dir):
+    from zephyra.resolve import generate_text, load_model
+
+    model, tok = load_model(model_dir)
+    with pytest.warns(UserWarning, match="cut to its last"):
+        out = generate_text(model, tok, "hello there " * 200, max_new_tokens=4)
+    assert out.truncated and out.prompt_tokens == 64 - 4
+
+
+def test_generate_names_a_missing_model_directory(tmp_path):
+    result = runner.invoke(app, ["generate", "hi", "--model", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "not a model directory" in result.stderr
+
+
+def test_tokenizer_train_from_files(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("to be or not to be\n" * 50)
+    result = runner.invoke(app, ["tokenizer", "train", "--text", str(corpus), "--vocab-size", "280",
+                                 "--out", str(tmp_path / "tok")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tok" / "tokenizer.json").is_file() and (tmp_path / "tok" / "manifest.json").is_file()
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"ok\n\xff\xfe broken")
+    result = runner.invoke(app, ["tokenizer", "train", "--text", str(bad), "--out", str(tmp_path / "t2")])
+    assert result.exit_code == 2 and "not UTF-8" in result.stderr
+    assert not (tmp_path / "t2").exists()  # nothing half-written
+
+
+def test_bench_model_rejects_a_wrong_dtype():
+    result = runner.invoke(app, ["bench", "model", "--dtypes", "fp16"])
+    assert result.exit_code == 2 and "unknown dtype" in result.stderr
