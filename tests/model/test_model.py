@@ -186,3 +186,14 @@ def test_config_keeps_standard_names_and_split():
         assert hasattr(cfg, name)
     assert cfg.trunk_layers + cfg.branch_layers == list(range(cfg.num_hidden_layers))
     assert cfg.to_dict()["num_trunk_layers"] == cfg.num_trunk_layers
+
+
+def test_a_cache_the_caller_passes_is_used_even_with_use_cache_false():
+    """PEFT's prefix tuning hands its prefix in as a cache; dropping it would silently ignore the adapter."""
+    from transformers import DynamicCache
+
+    model, x = tiny(), ids(t=8)
+    prefix = model(x[:, :3], use_cache=True).past_key_values
+    with_prefix = model(x[:, 3:], past_key_values=prefix, use_cache=False).logits
+    torch.testing.assert_close(with_prefix, model(x).logits[:, 3:], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(with_prefix, model(x[:, 3:], past_key_values=DynamicCache(config=model.config)).logits)

@@ -273,10 +273,10 @@ class ZephyraModel(ZephyraPreTrainedModel):
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         B, T, _ = x.shape
         use_cache = self.config.use_cache if use_cache is None else use_cache
+        # a cache the caller passes is always used (PEFT's prefix tuning passes its prefix that way);
+        # one is created only for inference, never in training where nothing would read it
         if use_cache and past_key_values is None and not self.training:
             past_key_values = DynamicCache(config=self.config)
-        elif not use_cache:
-            past_key_values = None
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
         if attention_mask is not None and attention_mask.dim() != 2:
             raise ValueError(f"attention_mask must be 2-D (batch, keys), got shape {tuple(attention_mask.shape)}")

@@ -1,0 +1,1 @@
+"""Evaluation: metrics now; tasks, the isolation matrix and reports come later."""
