@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  wordnet-base dict-gcide dict-foldoc dict-jargon dict-elements dict-devil bible-kjv miscfiles python3.11-doc
+  wordnet-base dict-gcide dict-foldoc dict-jargon dict-elements dict-devil bible-kjv bible-kjv-text miscfiles
+  python3.11-doc
   libtcmalloc-minimal4
 )
 missing=()

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from .data.cli import app as data_app
+
 app = typer.Typer(help="Zephyra Resolve: one base model, many domain adapters, and a router between them.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 tokenizer_app = typer.Typer(help="Train and inspect tokenizers.", no_args_is_help=True)
@@ -19,12 +21,31 @@ bench_app = typer.Typer(help="Benchmarks: throughput, latency and memory against
                         no_args_is_help=True)
 app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(bench_app, name="bench")
+app.add_typer(data_app, name="data")
 
 
 def fail(message: str) -> None:
     """One clear line on stderr and exit 2: how every verb reports bad input."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
+
+
+@app.command()
+def quickstart(
+    root: Annotated[Path, typer.Option(help="where every stage writes (the shipped recipes read runs/)")] = Path("runs"),
+    force: Annotated[str | None, typer.Option(help="redo this stage and every stage after it")] = None,
+    records_per_source: Annotated[int, typer.Option(help="data build size per source (0: everything)")] = 3000,
+) -> None:
+    """The main job: data -> base phase 1 -> phase 2 -> answers; finished stages are skipped.
+
+    zephyra quickstart
+    """
+    from .pipeline import QuickstartConfig, run_quickstart
+
+    try:
+        run_quickstart(QuickstartConfig(root=root, data_records_per_source=records_per_source), force=force)
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
 
 
 @app.command()

@@ -1,0 +1,263 @@
+"""Typed settings for the data layer: curation, augmentation and the full build.
+
+The dataclasses are the schema. ``load_config(BuildConfig, "recipe.yaml", ["curate.near_dedup.threshold=0.7"])``
+reads YAML, applies ``key=value`` overrides and refuses unknown keys and wrong types with a one-line error that
+names the key. The resolved config (``asdict``) is written into every dataset's manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A setting that does not fit the schema (unknown key, wrong type, value out of range)."""
+
+
+# --- curation ------------------------------------------------------------------------------------------------
+
+@dataclass
+class NormaliseConfig:
+    unicode_form: Literal["NFC", "NFKC", "none"] = "NFKC"  # NFKC folds ligatures and full-width forms
+    whitespace: bool = True  # unify newlines, strip trailing spaces, collapse runs (indentation kept)
+    lowercase: bool = False  # off: case carries meaning for a generative model
+    strip_punctuation: bool = False  # off: punctuation is part of what the model must learn
+
+
+@dataclass
+class QualityConfig:
+    min_words: int = 3
+    max_words: int = 50_000
+    max_symbol_ratio: float = 0.25  # share of non-space characters outside letters, digits, . , ; : ! ? ' " - ( )
+    max_duplicate_line_fraction: float = 0.3  # share of non-empty lines that repeat an earlier line
+    max_top_bigram_fraction: float = 0.2  # share of word pairs taken by the most frequent pair ("buy now buy now")
+    repetition_min_words: int = 30  # repetition statistics mean nothing on shorter texts
+    language: bool = True
+    min_english_ratio: float = 0.12  # share of words that are common English function words
+    language_min_words: int = 12  # too few words to judge a language below this
+    blocklist: bool = True
+    blocklist_file: str = ""  # extra blocked words, one a line, added to the built-in list
+
+    def __post_init__(self):
+        _check_fraction(self, "max_symbol_ratio", "max_duplicate_line_fraction", "max_top_bigram_fraction",
+                        "min_english_ratio")
+        if self.min_words < 0 or self.max_words < self.min_words:
+            raise ConfigError(f"quality: need 0 <= min_words <= max_words, got {self.min_words}, {self.max_words}")
+
+
+@dataclass
+class NearDedupConfig:
+    enabled: bool = True
+    threshold: float = 0.8  # estimated Jaccard similarity of word shingles at or above which a record is dropped
+    num_perm: int = 64  # 64 permutations: about +-0.06 error on the estimate, twice as fast as 128
+    shingle_words: int = 5
+    seed: int = 1
+
+    def __post_init__(self):
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"near_dedup.threshold must lie in (0, 1), got {self.threshold}")
+        if self.num_perm < 16 or self.shingle_words < 1:
+            raise ConfigError("near_dedup: num_perm must be >= 16 and shingle_words >= 1")
+
+
+@dataclass
+class PIIConfig:
+    enabled: bool = True
+    emails: bool = True
+    phones: bool = True
+    ips: bool = True
+    cards: bool = True  # only digit runs that pass the Luhn check, so dates and counts survive
+
+
+@dataclass
+class CurateConfig:
+    """The steps, in this order: normalise -> quality filters -> exact dedup -> near dedup -> PII scrub."""
+    normalise: NormaliseConfig = field(default_factory=NormaliseConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    exact_dedup: bool = True
+    near_dedup: NearDedupConfig = field(default_factory=NearDedupConfig)
+    pii: PIIConfig = field(default_factory=PIIConfig)
+
+
+# --- augmentation --------------------------------------------------------------------------------------------
+
+@dataclass
+class AugmentConfig:
+    """Fractions are the share of training records that get one augmented copy (0 turns a method off)."""
+    paraphrase_questions: bool = True  # template paraphrases of training questions
+    synonym_fraction: float = 0.0
+    synonym_rate: float = 0.15  # share of eligible words replaced by a WordNet synonym
+    noise_fraction: float = 0.0
+    noise_rate: float = 0.05  # share of words that get a character or word edit
+    backtranslate_fraction: float = 0.0  # needs apertium-en-es; skipped (and counted) when absent
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_fraction(self, "synonym_fraction", "synonym_rate", "noise_fraction", "noise_rate",
+                        "backtranslate_fraction")
+
+
+# --- datasets ------------------------------------------------------------------------------------------------
+
+@dataclass
+class SplitConfig:
+    validation: float = 0.1
+    test: float = 0.1
+    phase2_validation: float = 0.02
+    salt: str = "zephyra-v1"  # changing it reshuffles every split
+
+    def __post_init__(self):
+        _check_fraction(self, "validation", "test", "phase2_validation")
+        if self.validation + self.test >= 0.9:
+            raise ConfigError("split: validation + test must leave most data for training")
+
+
+@dataclass
+class Phase1Config:
+    max_categories: int = 0  # 0: every word that passes the filters
+    per_category_cap: int = 250  # keeps "plant" and "body part" from drowning the rest
+    validation_words: float = 0.1  # share of words held out of training for the validation split
+
+    def __post_init__(self):
+        _check_fraction(self, "validation_words")
+
+
+@dataclass
+class RouterConfig:
+    train_per_label: int = 1500
+    eval_per_label: int = 250  # for validation and for test, each
+
+
+@dataclass
+class BuildConfig:
+    """Everything ``zephyra data build`` does. ``max_records_per_source`` > 0 builds a small version fast."""
+    max_records_per_source: int = 0
+    sources: list[str] = field(default_factory=list)  # empty: every packaged source
+    on_error: Literal["fail", "skip"] = "fail"  # a missing package: stop, or build without it
+    decontaminate_ngram: int = 13
+    curate: CurateConfig = field(default_factory=CurateConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    phase1: Phase1Config = field(default_factory=Phase1Config)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.max_records_per_source < 0:
+            raise ConfigError("max_records_per_source must be >= 0 (0 means no limit)")
+        if self.decontaminate_ngram < 5:
+            raise ConfigError("decontaminate_ngram below 5 would drop ordinary phrases")
+
+
+# --- loading -------------------------------------------------------------------------------------------------
+
+T = typing.TypeVar("T")
+
+
+def _check_fraction(obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{type(obj).__name__}.{name} must lie in [0, 1], got {value}")
+
+
+def from_dict(cls: type[T], data, where: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types are errors naming the key."""
+    label = where or cls.__name__
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{label}: unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(known)})")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{label}: {e}") from None
+
+
+def _coerce(tp, value, where: str):
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} fits none of {tp}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return origin(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return {str(k): _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null")
+        return None
+    return _scalar(tp, value, where)
+
+
+def _scalar(tp, value, where: str):
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    # bool is a subclass of int: refuse ``min_words: true`` explicitly
+    if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``["a.b=3", "c=[x, y]"]`` -> nested updates; values are parsed as YAML (so 3 is an int, true a bool)."""
+    data = dict(data or {})
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected key=value")
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return data
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """YAML file (optional) + ``key=value`` overrides -> a validated ``cls``."""
+    data: dict = {}
+    if path:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}{line}: malformed YAML: {getattr(e, 'problem', e)}") from None
+    return from_dict(cls, apply_overrides(data, overrides or []))
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,195 @@
+"""Pure text functions behind the curation steps: normalisation, the quality checks, PII scrubbing.
+
+Each check returns True when a text should be KEPT; ``curate.py`` wraps them into named, counted steps.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import unicodedata
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+
+from .config import NormaliseConfig, PIIConfig, QualityConfig
+
+WORD_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?")  # letters/digits, with an inner apostrophe ("don't", "o'er")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
+_INNER_SPACES = re.compile(r"(?<=\S)[ \t]{2,}")  # runs after the first visible character: indentation kept
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+
+# Common English function words, archaic forms included so that the KJV and Shakespeare pass.
+_ENGLISH = frozenset("""
+a about after all also an and any are as at be because been but by can could did do does for from had has have
+he her him his how i if in into is it its just may me more most my no not now of on one only or other our out
+over said she should so some such than that the their them then there these they this those through to up upon
+us was we were what when where which while who will with would you your shall unto thou thee thy thine hath
+doth art ye yea hast nor o own whom whose been being am let make made very every each
+""".split())
+
+# Frequent function words of German, French, Spanish, Italian, Latin and Dutch that are not English words.
+_FOREIGN = frozenset("""
+der das und ist nicht ein eine zu den mit sich auf für im dem von auch es wie ich sie wir aber oder
+le les et est une des du pour dans que qui ne pas sur au avec ce il elle nous vous sont mais ou
+los las por para del se como pero muy sus
+di che è della per non sono gli nel alla
+sed cum quae quod ut esse enim atque nec ad ab ex sunt erat
+het een niet op dat zijn voor
+""".split())
+
+# A short built-in list of strong slurs and obscenities (whole words, case-insensitive). Kept deliberately
+# small: words that old texts use innocently ("ass", "chink" in a wall, "faggot" of sticks, "retard" meaning
+# delay) are not on it.
+_BLOCKLIST = frozenset("""
+fuck fucking fucked fucker motherfucker shit shitty cunt cocksucker nigger niggers kike kikes wetback wetbacks
+""".split())
+
+_SPACE = re.compile(r"\s")
+_ODD = re.compile(r"[^\w\s.,;:!?'\"()-]|_")  # neither a letter or digit, nor space, nor ordinary punctuation
+
+
+# --- normalisation -------------------------------------------------------------------------------------------
+
+def normalise_text(text: str, cfg: NormaliseConfig) -> str:
+    if cfg.unicode_form != "none":
+        text = unicodedata.normalize(cfg.unicode_form, text)
+    text = _CONTROL.sub("", text)
+    if cfg.whitespace:
+        text = text.replace("\r\n", "\n").replace("\r", "\n").expandtabs(4)
+        text = "\n".join(_INNER_SPACES.sub(" ", line.rstrip()) for line in text.split("\n"))
+        text = _MANY_NEWLINES.sub("\n\n", text).strip()
+    if cfg.lowercase:
+        text = text.lower()
+    if cfg.strip_punctuation:
+        text = text.translate(_punctuation_table())
+        if cfg.whitespace:
+            text = re.sub(r"[ \t]{2,}", " ", text).strip()
+    return text
+
+
+@lru_cache(maxsize=1)
+def _punctuation_table() -> dict[int, None]:
+    return {i: None for i in range(sys.maxunicode + 1) if unicodedata.category(chr(i)).startswith("P")}
+
+
+# --- quality checks ------------------------------------------------------------------------------------------
+
+def words_of(text: str) -> list[str]:
+    return WORD_RE.findall(text)
+
+
+def length_ok(words: list[str], cfg: QualityConfig) -> bool:
+    return cfg.min_words <= len(words) <= cfg.max_words
+
+
+def symbol_ratio(text: str) -> float:
+    visible = len(text) - len(_SPACE.findall(text))
+    if not visible:
+        return 1.0
+    return len(_ODD.findall(text)) / visible
+
+
+def symbols_ok(text: str, cfg: QualityConfig) -> bool:
+    return symbol_ratio(text) <= cfg.max_symbol_ratio
+
+
+def repetition_ok(text: str, words: list[str], cfg: QualityConfig) -> bool:
+    if len(words) < cfg.repetition_min_words:
+        return True
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if len(lines) >= 4:
+        dup_lines = len(lines) - len(set(lines))
+        if dup_lines / len(lines) > cfg.max_duplicate_line_fraction:
+            return False
+    low = [w.lower() for w in words]
+    bigrams = Counter(zip(low, low[1:]))
+    top = bigrams.most_common(1)[0][1]
+    return top / (len(low) - 1) <= cfg.max_top_bigram_fraction
+
+
+def english_ratio(words: list[str]) -> float:
+    if not words:
+        return 0.0
+    return sum(1 for w in words if w.lower() in _ENGLISH) / len(words)
+
+
+def foreign_ratio(words: list[str]) -> float:
+    if not words:
+        return 0.0
+    return sum(1 for w in words if w.lower() in _FOREIGN) / len(words)
+
+
+def language_ok(words: list[str], cfg: QualityConfig) -> bool:
+    """English prose passes on its function words. Terse English (dictionary glosses: "softly hairy South
+    African herb having flowers with bright blue rays") has few, so below the threshold a text is dropped only
+    when another language's function words outnumber English ones, or when it is long and has almost none."""
+    if len(words) < cfg.language_min_words:
+        return True  # too short to judge
+    en = english_ratio(words)
+    if en >= cfg.min_english_ratio:
+        return True
+    if foreign_ratio(words) > en:
+        return False
+    return not (len(words) >= 40 and en < cfg.min_english_ratio / 2)
+
+
+def load_blocklist(extra_file: str = "") -> frozenset[str]:
+    if not extra_file:
+        return _BLOCKLIST
+    path = Path(extra_file)
+    try:
+        extra = {w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines()}
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read blocklist: {e}") from None
+    return _BLOCKLIST | {w for w in extra if w and not w.startswith("#")}
+
+
+def blocklist_ok(words: list[str], blocklist: frozenset[str]) -> bool:
+    return not any(w.lower() in blocklist for w in words)
+
+
+# --- PII -----------------------------------------------------------------------------------------------------
+
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\d.]*\d)")
+_H = r"[0-9A-Fa-f]{1,4}"
+# Full eight-group form, or a compressed form with at least three groups: "1::2" (a Python slice) survives.
+_IPV6 = re.compile(rf"(?<![\w:])(?:(?:{_H}:){{7}}{_H}|(?=(?:[^\s:]*:){{3}}){_H}(?::{_H})*::(?:{_H}(?::{_H})*)?"
+                   rf"|::(?:{_H}:){{1,6}}{_H})(?![\w:])")
+# Separated groups (+44 20 7946 0958, (555) 123-4567, 555.123.4567); dates like 1994-11-07 do not fit.
+# Not part of a longer run of digit groups (a failed card number stays as it is).
+_PHONE = re.compile(r"(?<![\w+])(?<!\d[\s.-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?|\d{2,4}[\s.-])\d{3,4}[\s.-]"
+                    r"\d{3,4}(?![\w-])(?![\s.-]\d)")
+_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card_sub(m: re.Match) -> str:
+    digits = re.sub(r"\D", "", m.group(0))
+    return "[CARD]" if 13 <= len(digits) <= 19 and luhn_ok(digits) else m.group(0)
+
+
+def scrub_pii(text: str, cfg: PIIConfig) -> str:
+    """Replace emails, card numbers, IP addresses and phone numbers with [EMAIL], [CARD], [IP], [PHONE]."""
+    if cfg.emails and "@" in text:
+        text = _EMAIL.sub("[EMAIL]", text)
+    if cfg.cards:
+        text = _CARD.sub(_card_sub, text)  # before phones: a card's groups would otherwise look like one
+    if cfg.ips:
+        text = _IPV4.sub("[IP]", text)
+        if "::" in text or text.count(":") >= 7:
+            text = _IPV6.sub("[IP]", text)
+    if cfg.phones:
+        text = _PHONE.sub("[PHONE]", text)
+    return text
