@@ -13,6 +13,8 @@ from typing import Annotated
 import typer
 
 from .data.cli import app as data_app
+from .router.cli import app as router_app
+from .training.cli import app as train_app
 
 app = typer.Typer(help="Zephyra Resolve: one base model, many domain adapters, and a router between them.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -22,6 +24,8 @@ bench_app = typer.Typer(help="Benchmarks: throughput, latency and memory against
 app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
+app.add_typer(router_app, name="router")
 
 
 def fail(message: str) -> None:

@@ -101,3 +101,19 @@ def test_merged_equals_unmerged(base, ids, method):
 def test_prefix_cannot_be_merged(base):
     with pytest.raises(AdapterConfigError, match="cannot be merged"):
         merge_adapter(_trained(base, "prefix"))
+
+
+def test_a_trained_router_head_does_not_change_the_base_fingerprint(tmp_path):
+    """Routers are trained after adapters: loading one must not make every adapter look foreign."""
+    import copy
+
+    import torch
+
+    from zephyra.adapters import attach_adapter, load_adapter, save_adapter
+    from zephyra.model import ZephyraForCausalLM, preset_config
+
+    base = ZephyraForCausalLM(preset_config("tiny", vocab_size=64)).eval()
+    save_adapter(attach_adapter(copy.deepcopy(base), "lora", name="python"), tmp_path / "ad", domain="python")
+    with torch.no_grad():
+        base.router_head.proj.weight.add_(1.0)
+    assert "python" in load_adapter(base, tmp_path / "ad").peft_config

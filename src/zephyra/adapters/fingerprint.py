@@ -80,7 +80,8 @@ def _base_tensors(module: nn.Module, prefix: str = ""):
         if b is not None and name not in module._non_persistent_buffers_set:
             yield prefix + name, b
     for name, child in module._modules.items():
-        if child is not None:
+        # the router head is trained after the adapters and never changes what they were trained on
+        if child is not None and not (prefix == "" and name == "router_head"):
             yield from _base_tensors(child, f"{prefix}{name}.")
 
 

@@ -1,0 +1,48 @@
+"""tiny ada: the router that sends each prompt to the adapter of its domain, or to ``base`` when none fits.
+
+Three routers behind one interface (``route(prompts) -> list[RouteDecision]``), calibrated alike (temperature
+scaling, then an abstention threshold fitted on validation):
+
+- ``InModelRouter``: the Zephyra model's own router head on the trunk's pooled prompt states (inmodel.py);
+- ``ExternalRouter``: all-MiniLM-L6-v2 embeddings and logistic regression, the external baseline (external.py);
+- ``ArrowRouter``: data-free, from the LoRA adapters' own weights (arrow.py).
+
+    router = open_router("runs/router/inmodel", "runs/base")
+    [d.to_json() for d in router.route(["What is a compiler?", "hello"])]
+
+Names are imported on first use, so that ``zephyra.router.cli`` (and with it ``zephyra --help``) does not pull in
+PEFT and scikit-learn. See docs/router.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "arrow": ["ArrowConfig", "ArrowRouter", "build_arrow_router", "find_adapters", "lora_prototypes"],
+    "artifact": ["load_base", "load_router", "open_router", "router_base_fingerprint"],
+    "bench": ["RouterBench", "bench_router_overhead"],
+    "calibration": ["Calibration", "CalibrationConfig", "expected_calibration_error", "fit_calibration",
+                    "fit_temperature", "fit_threshold", "reliability_bins", "softmax"],
+    "data": ["RouterDataError", "RouterSplit", "load_router_data"],
+    "decision": ["EmptyPromptError", "PromptTruncatedWarning", "RouteDecision", "Router", "RouterArtifactError",
+                 "RouterInputError"],
+    "evaluate": ["RouterEvaluation", "evaluate_router", "markdown_table", "reliability_diagram", "write_report"],
+    "external": ["ExternalRouter", "ExternalTrainConfig", "MiniLMEncoder", "train_external_router"],
+    "inmodel": ["InModelRouter", "InModelTrainConfig", "train_inmodel_router"],
+    "metrics": ["abstention_recall", "accuracy", "confusion", "macro_f1", "route_metrics"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,167 @@
+"""``zephyra router train|eval|bench``: the router's command line (registered by zephyra.cli).
+
+    zephyra router train --kind inmodel --model runs/base --data runs/data/router --out runs/router/inmodel
+    zephyra router train --kind external --data runs/data/router --out runs/router/minilm
+    zephyra router train --kind arrow --model runs/base --adapters runs/adapters --data runs/data/router
+    zephyra router eval --router runs/router/inmodel --router runs/router/minilm --model runs/base
+    zephyra router bench --model runs/base --router runs/router/inmodel --router runs/router/minilm
+
+Heavy imports happen inside the commands, so ``zephyra --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="tiny ada: train, evaluate and benchmark the prompt router.", no_args_is_help=True)
+
+KINDS = ("inmodel", "external", "arrow")
+DATA = Path("runs/data/router")
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    return (ValueError, FileNotFoundError, KeyError)
+
+
+@app.command()
+def train(
+    kind: Annotated[str, typer.Option(help="inmodel | external | arrow")] = "inmodel",
+    data: Annotated[Path, typer.Option(help="router DatasetDict (train/validation splits)")] = DATA,
+    out: Annotated[Path | None, typer.Option(help="router directory to write (default runs/router/KIND)")] = None,
+    model: Annotated[Path | None, typer.Option(help="base model directory (inmodel, arrow)")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="tokenizer directory (default: the model's)")] = None,
+    adapters: Annotated[Path | None, typer.Option(help="directory of saved LoRA adapters (arrow)")] = None,
+    threshold_strategy: Annotated[str, typer.Option(help="accuracy | recall")] = "accuracy",
+    target_recall: Annotated[float, typer.Option(help="abstention recall the 'recall' strategy meets")] = 0.9,
+    prompt_format: Annotated[str, typer.Option(help="chat | raw: how prompts are encoded (inmodel, arrow)")] = "chat",
+    pooling: Annotated[str, typer.Option(help="arrow: mean | token")] = "mean",
+) -> None:
+    """Fit a router on the train split, calibrate it on validation, save it with its manifest.
+
+    zephyra router train --kind inmodel --model runs/base --data runs/data/router --out runs/router/inmodel
+    """
+    if kind not in KINDS:
+        fail(f"unknown router kind {kind!r}; known: {', '.join(KINDS)}")
+    try:
+        router, report = _train(kind, data, model, tokenizer, adapters, threshold_strategy, target_recall,
+                                prompt_format, pooling)
+        out = out or Path("runs/router") / kind
+        from ..io import sha256_dir
+
+        router.save(out, config=report.pop("config"), metrics=report,
+                    inputs={"data": {"path": str(data), "sha256": sha256_dir(data)},
+                            **({"model": str(model)} if model else {})})
+    except _errors() as e:
+        fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    val = report.get("validation", {})
+    typer.echo(f"{kind} router written to {out}: validation accuracy {val.get('accuracy', float('nan')):.3f}, "
+               f"T={router.calibration.temperature:.3f}, threshold={router.calibration.threshold:.3f}")
+
+
+def _train(kind, data, model, tokenizer, adapters, threshold_strategy, target_recall, prompt_format, pooling):
+    from .calibration import CalibrationConfig
+    from .data import load_router_data
+
+    cal = CalibrationConfig(threshold_strategy=threshold_strategy, target_recall=target_recall)
+    splits = load_router_data(data, ("train", "validation"))
+    if kind == "external":
+        from .external import ExternalTrainConfig, train_external_router
+        return train_external_router(splits["train"], splits["validation"], ExternalTrainConfig(calibration=cal))
+    if model is None:
+        raise ValueError(f"a {kind} router needs the base model: pass --model DIR")
+    from .artifact import load_base
+
+    base, tok = load_base(model, tokenizer)
+    if kind == "inmodel":
+        from .inmodel import InModelTrainConfig, train_inmodel_router
+        return train_inmodel_router(base, tok, splits["train"], splits["validation"],
+                                    InModelTrainConfig(prompt_format=prompt_format, calibration=cal))
+    if adapters is None:
+        raise ValueError("an arrow router needs the adapters: pass --adapters DIR")
+    from .arrow import ArrowConfig, build_arrow_router, find_adapters
+    return build_arrow_router(base, tok, {k: str(v) for k, v in find_adapters(adapters).items()},
+                              splits["validation"], ArrowConfig(prompt_format=prompt_format, pooling=pooling,
+                                                                calibration=cal))
+
+
+@app.command("eval")
+def evaluate(
+    router: Annotated[list[Path], typer.Option("--router", help="router directory (repeatable)")],
+    data: Annotated[Path, typer.Option(help="router DatasetDict")] = DATA,
+    split: Annotated[str, typer.Option(help="split to evaluate on")] = "test",
+    model: Annotated[Path | None, typer.Option(help="base model directory (inmodel, arrow)")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="tokenizer directory (default: the model's)")] = None,
+    out: Annotated[Path, typer.Option(help="report directory")] = Path("runs/reports/router"),
+) -> None:
+    """Compare routers on one split: table.md, metrics.json, reliability.png, manifest.json.
+
+    zephyra router eval --router runs/router/inmodel --router runs/router/minilm --model runs/base
+    """
+    try:
+        from ..io import sha256_dir
+        from .artifact import load_base, load_router, router_kind
+        from .data import load_router_data
+        from .evaluate import evaluate_router, markdown_table, write_report
+
+        needs_base = any(router_kind(r) != "external" for r in router)  # checks each is a router first
+        test = load_router_data(data, (split,))[split]
+        if needs_base and model is None:
+            raise ValueError("an inmodel or arrow router needs the base model: pass --model DIR")
+        base, tok = load_base(model, tokenizer) if needs_base else (None, None)
+        evals = [evaluate_router(load_router(r, model=base, tokenizer=tok), test, name=r.name) for r in router]
+        write_report(evals, out, split=split, inputs={"data": {"path": str(data), "sha256": sha256_dir(data)},
+                                                       "routers": [str(r) for r in router]})
+    except _errors() as e:
+        fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    typer.echo(markdown_table(evals))
+    typer.echo(f"report written to {out}")
+
+
+@app.command()
+def bench(
+    model: Annotated[Path, typer.Option(help="base model directory (with its router head)")],
+    router: Annotated[list[Path] | None, typer.Option("--router", help="router to time beside it (repeatable)")
+                      ] = None,
+    data: Annotated[Path | None, typer.Option(help="router DatasetDict to take test prompts from")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="tokenizer directory (default: the model's)")] = None,
+    batch_size: Annotated[int, typer.Option(help="prompts per prefill")] = 8,
+    repeats: Annotated[int, typer.Option(help="interleaved timing repeats")] = 30,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the numbers here")] = None,
+) -> None:
+    """Prefill time with and without the in-model router head, and the routers' cost per prompt.
+
+    zephyra router bench --model runs/base --router runs/router/minilm --data runs/data/router
+    """
+    try:
+        from ..io import atomic_write_json
+        from .artifact import load_base, load_router
+        from .bench import bench_router_overhead
+        from .data import load_router_data
+
+        base, tok = load_base(model, tokenizer)
+        prompts = (load_router_data(data, ("test",))["test"].prompts if data else
+                   ["What is a compiler?", "What does zip() do?", "Who is Polonius?", "What does John 3:16 say?",
+                    "What is the symbol for iron?", "What is the capital of Peru?", "hello", "Tell me a joke."])
+        routers = {r.name: load_router(r, model=base, tokenizer=tok) for r in router or []}
+        result = bench_router_overhead(base, tok, prompts, batch_size=batch_size, repeats=repeats, routers=routers)
+        if json_out:
+            atomic_write_json(json_out, result.to_dict())
+    except _errors() as e:
+        fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    typer.echo(result.markdown())
+
+
+def main() -> None:  # `python -m zephyra.router.cli` while the lead wires the sub-app into `zephyra`
+    app()
+
+
+if __name__ == "__main__":
+    main()

