@@ -1,0 +1,16 @@
+"""Base-model training: typed YAML recipes, one engine for one process or many (torchrun, gloo), exact resume.
+
+    from zephyra.training import load_recipe, train
+    result = train(load_recipe("recipes/phase1.yaml", ["max_steps=100"]))
+
+    zephyra train base recipes/phase1.yaml max_steps=100
+    torchrun --standalone --nproc_per_node 2 -m zephyra.training base recipes/phase1.yaml
+"""
+
+from .checkpoint import CheckpointError, verify
+from .config import DataSource, ModelSpec, RecipeError, TrainConfig, config_from_dict, load_recipe
+from .data import DataError
+from .trainer import train
+
+__all__ = ["CheckpointError", "DataError", "DataSource", "ModelSpec", "RecipeError", "TrainConfig",
+           "config_from_dict", "load_recipe", "train", "verify"]

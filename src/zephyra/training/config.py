@@ -1,0 +1,300 @@
+"""Typed training recipes: dataclasses are the schema, YAML recipes mirror them, ``key=value`` overrides win.
+
+    cfg = load_recipe("recipes/phase1.yaml", ["optim.lr=1e-3", "max_steps=200"])
+
+Unknown keys and wrong types are one-line errors naming the key (``RecipeError``). The resolved config is saved
+beside every checkpoint and the final model (``to_dict``), and ``from_dict`` reads it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be run; the message is one line naming the key."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the schema
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class DataSource:
+    """One dataset split, formatted into documents: ``path`` is a ``save_to_disk`` DatasetDict."""
+    path: str
+    split: str = "train"
+    formatter: Literal["text", "phase1", "qa"] = "text"
+    fraction: float = 1.0  # replay only: the share of training sequences drawn from this source
+    name: str | None = None  # how metrics call it; None: "<dir name>/<split>"
+
+    def __post_init__(self):
+        if not 0.0 < self.fraction <= 1.0:
+            raise RecipeError(f"fraction must be in (0, 1], got {self.fraction}")
+        if self.name is None:
+            self.name = f"{Path(self.path).name}/{self.split}"
+
+
+@dataclass
+class ModelSpec:
+    arch: Literal["zephyra", "gpt2", "llama"] = "zephyra"  # gpt2/llama: the baselines at the preset's size
+    preset: Literal["tiny", "mini", "small", "base", "large"] = "mini"
+    overrides: dict[str, Any] = field(default_factory=dict)  # ZephyraConfig fields, e.g. {hidden_act: relu2}
+    init_from: str | None = None  # a previous run's final/ directory; arch, preset and overrides are then ignored
+
+
+@dataclass
+class DataConfig:
+    train: DataSource | None = None
+    replay: list[DataSource] = field(default_factory=list)  # mixed into training at their `fraction`
+    validation: list[DataSource] = field(default_factory=list)  # the first one ranks checkpoints ("best")
+    seq_len: int = 256  # tokens per packed training sequence
+    cache_dir: str = "runs/cache/tokens"  # packed token ids, keyed by data + tokenizer + formatter + seq_len
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adamw", "muon"] = "adamw"  # muon: torch.optim.Muon for the blocks' matrices, AdamW for the rest
+    lr: float = 3e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    weight_decay: float = 0.1  # matrices and embeddings only; norms and biases are not decayed
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
+    muon_adjust_lr_fn: Literal["original", "match_rms_adamw"] = "original"
+
+    def __post_init__(self):
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise RecipeError(f"optim.betas must be two numbers in [0, 1), got {self.betas}")
+        if self.lr <= 0 or self.muon_lr <= 0:
+            raise RecipeError("optim.lr and optim.muon_lr must be positive")
+
+
+@dataclass
+class ScheduleConfig:
+    kind: Literal["cosine", "wsd", "constant"] = "cosine"  # wsd: warmup, stable, then a linear decay
+    warmup_steps: int = 100
+    decay_fraction: float = 0.2  # wsd: the share of steps spent decaying at the end
+    min_lr_ratio: float = 0.1  # the final lr as a share of the peak
+
+    def __post_init__(self):
+        if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0 or not 0.0 < self.decay_fraction <= 1.0:
+            raise RecipeError("schedule: warmup_steps >= 0, min_lr_ratio in [0, 1], decay_fraction in (0, 1]")
+
+
+@dataclass
+class Phase1EvalConfig:
+    """Greeting replies and word -> category accuracy (``eval_tasks: [phase1]``)."""
+    data: str = "runs/data/phase1"
+    max_words: int = 200  # per split (training words, held-out words)
+    max_greetings: int = 32
+    max_new_tokens: int = 16
+    batch_size: int = 32
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Global batch = micro_batch_size x accumulation steps x processes = batch_size."""
+    out_dir: str
+    name: str = "run"
+    seed: int = 1337
+    resume: str = "auto"  # auto: the latest checkpoint in out_dir if any; never; or a checkpoint directory
+    # --- tokenizer ---
+    tokenizer: str = "runs/tokenizer"
+    train_tokenizer_on: list[DataSource] = field(default_factory=list)  # trained first if `tokenizer` is missing
+    tokenizer_vocab_size: int = 4096
+    tokenizer_max_chars: int = 50_000_000  # stop feeding the BPE trainer after this many characters
+    # --- what is trained, on what ---
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    # --- the loop ---
+    batch_size: int = 32  # sequences per optimizer step, over all processes
+    micro_batch_size: int = 16  # sequences per forward pass in one process
+    max_steps: int = 1000
+    precision: Literal["bf16", "fp32"] = "bf16"  # bf16: autocast (AMX on this CPU), fp32 master weights
+    compile: bool = False  # torch.compile the model (about 1.5-2x on small models, after ~30 s of compiling)
+    threads: int | None = None  # torch threads per process; None: the cores divided by the processes
+    log_every: int = 10
+    eval_every: int = 100  # also at every checkpoint and at the end; 0: only at the end
+    eval_batches: int = 8  # micro-batches of each validation set per evaluation; 0: all of it
+    save_every: int = 200  # 0: only the final checkpoint
+    keep_last: int = 2  # the newest checkpoints kept (at least 1, to resume from), besides the best one
+    progress: bool = True  # a rich progress bar (rank 0 only)
+    eval_tasks: list[Literal["phase1"]] = field(default_factory=list)  # run at the end; numbers go in metrics
+    phase1_eval: Phase1EvalConfig = field(default_factory=Phase1EvalConfig)
+
+    def __post_init__(self):
+        for key in ("batch_size", "micro_batch_size", "max_steps", "log_every", "tokenizer_vocab_size", "keep_last"):
+            if getattr(self, key) <= 0:
+                raise RecipeError(f"{key} must be positive, got {getattr(self, key)}")
+        for key in ("eval_every", "eval_batches", "save_every"):
+            if getattr(self, key) < 0:
+                raise RecipeError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.batch_size % self.micro_batch_size:
+            raise RecipeError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size "
+                              f"({self.micro_batch_size})")
+        if self.data.train is None:
+            raise RecipeError("data.train is required: the dataset to train on")
+        if sum(r.fraction for r in self.data.replay) >= 1.0:
+            raise RecipeError("data.replay fractions must add up to less than 1 (the rest is data.train)")
+        if self.resume not in ("auto", "never") and not self.resume:
+            raise RecipeError("resume must be 'auto', 'never' or a checkpoint directory")
+
+    def accumulation_steps(self, world_size: int) -> int:
+        per_step = self.micro_batch_size * world_size
+        if self.batch_size % per_step:
+            raise RecipeError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size x processes "
+                              f"({self.micro_batch_size} x {world_size})")
+        return self.batch_size // per_step
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# building dataclasses from plain dicts, with types checked
+# --------------------------------------------------------------------------------------------------------------
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp, key: str) -> Any:
+    """``value`` as type ``tp`` or a RecipeError naming ``key``. Only lossless conversions: int -> float, and
+    a numeric string -> float (YAML 1.1 reads ``1e-3`` as a string)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except RecipeError as e:
+                errors.append(str(e))
+        raise RecipeError(errors[0] if len(errors) == 1 else f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise RecipeError(f"{key}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(f"{key}: expected true or false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecipeError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecipeError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise RecipeError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"{key}: unsupported schema type {tp!r}")  # a bug in the schema, not in the recipe
+
+
+def from_dict(cls, data: Any, prefix: str = ""):
+    """Build dataclass ``cls`` from ``data``; unknown keys, missing keys and wrong types are RecipeErrors."""
+    where = prefix or "recipe"
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        dotted = ", ".join(f"{prefix}.{k}" if prefix else str(k) for k in unknown)
+        raise RecipeError(f"unknown recipe key {dotted} (known in {where}: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise RecipeError(f"missing recipe key {key}")
+    try:
+        return cls(**kwargs)
+    except RecipeError as e:
+        raise RecipeError(f"{where}: {e}" if prefix and not str(e).startswith(prefix) else str(e)) from None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# YAML and overrides
+# --------------------------------------------------------------------------------------------------------------
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise RecipeError(f"override {dotted}: {'.'.join(parts[:i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(tree: dict, overrides: list[str]) -> dict:
+    """``key=value`` pairs; dotted keys reach into sections; values are parsed as YAML (``[a, b]``, ``null``)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"override {item!r} is not key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise RecipeError(f"override {item!r}: value is not valid YAML ({e.__class__.__name__})") from None
+        _set_dotted(tree, key.strip(), value)
+    return tree
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML recipe, apply ``key=value`` overrides, and check it against the schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} does not exist")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"recipe {path}: invalid YAML{at}") from None
+    if not isinstance(tree, dict):
+        raise RecipeError(f"recipe {path}: the top level must be a mapping of keys")
+    return from_dict(TrainConfig, apply_overrides(tree, list(overrides or [])))
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """The inverse of ``TrainConfig.to_dict`` (a saved resolved config)."""
+    return from_dict(TrainConfig, data)
