@@ -2,9 +2,9 @@
 
     zephyra bench model --preset small --batch 8 --seq 256 --dtypes fp32,bf16
 
-Every measurement runs in its own process (so peak RSS is its own) with the same threads, allocator and
-dtype; the architectures alternate within each round, so a slow moment of the machine hits both, and the
-table reports the median over rounds and the ratio of the medians.
+Same threads, allocator and dtype for every architecture. Throughput: the architectures' training steps
+alternate within one process, so a busy moment of the machine slows both alike; the table gives the median
+step and the ratio of the medians. Peak memory: one process per architecture, so each peak is its own.
 """
 
 from __future__ import annotations
@@ -62,37 +62,41 @@ def _env(cfg: ModelBenchConfig) -> dict:
     return env
 
 
-def run_one(cfg: ModelBenchConfig, arch: str, dtype: str) -> dict:
-    cmd = [sys.executable, "-m", "zephyra.bench.train_step", "--arch", arch, "--preset", cfg.preset,
-           "--batch", str(cfg.batch), "--seq", str(cfg.seq), "--dtype", dtype, "--steps", str(cfg.steps),
-           "--warmup", str(cfg.warmup), "--vocab", str(cfg.vocab), "--threads", str(cfg.threads)]
-    if cfg.compile:
-        cmd.append("--compile")
+def _cmd(cfg: ModelBenchConfig, dtype: str, *extra: str) -> list[str]:
+    cmd = [sys.executable, "-m", "zephyra.bench.train_step", "--preset", cfg.preset, "--batch", str(cfg.batch),
+           "--seq", str(cfg.seq), "--dtype", dtype, "--steps", str(cfg.steps), "--warmup", str(cfg.warmup),
+           "--vocab", str(cfg.vocab), "--threads", str(cfg.threads), *extra]
+    return cmd + (["--compile"] if cfg.compile else [])
+
+
+def _json(cmd: list[str], cfg: ModelBenchConfig, what: str):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(cfg))
     if proc.returncode != 0:
-        raise RuntimeError(f"benchmark of {arch}/{dtype} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        raise RuntimeError(f"benchmark of {what} failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run(cfg: ModelBenchConfig, progress=None) -> list[dict]:
-    """All rounds; returns one summary row per (dtype, arch)."""
-    samples: dict[tuple[str, str], list[dict]] = {}
+    """Throughput: per dtype and round, one process runs every arch with steps alternating, so load on the
+    machine hits them alike. Peak memory: one process per (arch, dtype), so each peak is its own."""
+    speeds: dict[tuple[str, str], list[float]] = {}
     for r in range(cfg.rounds):
         for dtype in cfg.dtypes:
-            archs = cfg.archs if r % 2 == 0 else cfg.archs[::-1]  # alternate who goes first
-            for arch in archs:
-                res = run_one(cfg, arch, dtype)
-                samples.setdefault((dtype, arch), []).append(res)
-                if progress:
-                    progress(f"round {r + 1}/{cfg.rounds} {dtype:4s} {arch:8s} {res['tokens_per_s']:8.0f} tok/s "
-                             f"peak {res['peak_rss_mib']:.0f} MiB")
+            archs = cfg.archs if r % 2 == 0 else cfg.archs[::-1]
+            res = _json(_cmd(cfg, dtype, "--interleave", ",".join(archs)), cfg, f"{dtype} round {r + 1}")
+            for arch, values in res.items():
+                speeds.setdefault((dtype, arch), []).extend(values)
+            if progress:
+                progress(f"round {r + 1}/{cfg.rounds} {dtype}: " + ", ".join(
+                    f"{a} {statistics.median(v):.0f} tok/s" for a, v in res.items()))
     rows = []
-    for (dtype, arch), runs in samples.items():
-        rows.append({"dtype": dtype, "arch": arch, "params_non_embedding": runs[0]["params_non_embedding"],
-                     "params_total": runs[0]["params_total"],
-                     "tokens_per_s": statistics.median(x["tokens_per_s"] for x in runs),
-                     "tokens_per_s_all": [round(x["tokens_per_s"]) for x in runs],
-                     "peak_rss_mib": max(x["peak_rss_mib"] for x in runs)})
+    for (dtype, arch), values in speeds.items():
+        mem = _json(_cmd(cfg, dtype, "--arch", arch), cfg, f"{arch}/{dtype} memory")
+        if progress:
+            progress(f"memory {dtype} {arch}: peak {mem['peak_rss_mib']:.0f} MiB")
+        rows.append({"dtype": dtype, "arch": arch, "params_non_embedding": mem["params_non_embedding"],
+                     "params_total": mem["params_total"], "tokens_per_s": statistics.median(values),
+                     "steps_measured": len(values), "peak_rss_mib": mem["peak_rss_mib"]})
     for row in rows:
         ref = next(x for x in rows if x["dtype"] == row["dtype"] and x["arch"] == "llama")
         row["speed_vs_llama"] = row["tokens_per_s"] / ref["tokens_per_s"]
@@ -115,11 +119,12 @@ def machine() -> str:
 
 def markdown(rows: list[dict], cfg: ModelBenchConfig) -> str:
     lines = [f"preset `{cfg.preset}`, batch {cfg.batch} x seq {cfg.seq}, vocab {cfg.vocab}, {cfg.threads} threads, "
-             f"allocator {cfg.allocator}, compile {cfg.compile}; median of {cfg.rounds} rounds x {cfg.steps} steps",
-             "", "| dtype | arch | params (non-emb) | tokens/s | runs | vs Llama | peak RSS MiB | memory vs Llama |",
-             "|---|---|---:|---:|---|---:|---:|---:|"]
+             f"allocator {cfg.allocator}, compile {cfg.compile}; median of {cfg.rounds} rounds x {cfg.steps} "
+             "interleaved steps", "",
+             "| dtype | arch | params (non-emb) | tokens/s | vs Llama | peak RSS MiB | memory vs Llama |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["dtype"], r["arch"] != "zephyra")):
         lines.append(f"| {r['dtype']} | {r['arch']} | {r['params_non_embedding']:,} | {r['tokens_per_s']:,.0f} | "
-                     f"{r['tokens_per_s_all']} | {r['speed_vs_llama']:.2f}x | {r['peak_rss_mib']:,.0f} | "
+                     f"{r['speed_vs_llama']:.2f}x | {r['peak_rss_mib']:,.0f} | "
                      f"{r['memory_vs_llama']:.2f}x |")
     return "\n".join(lines)

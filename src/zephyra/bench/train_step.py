@@ -3,6 +3,7 @@
     python -m zephyra.bench.train_step --arch zephyra --preset small --batch 8 --seq 256 --dtype bf16
 
 Prints one JSON line: tokens/s (forward + backward + AdamW step), seconds per step, peak RSS.
+With ``--interleave zephyra,llama`` it measures several architectures in one process, steps alternating.
 """
 
 from __future__ import annotations
@@ -73,6 +74,39 @@ def measure(arch: str, preset: str, batch: int, seq: int, dtype: str, steps: int
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def interleaved(archs: list[str], preset: str, batch: int, seq: int, dtype: str, steps: int, warmup: int,
+                vocab: int, threads: int, compile_: bool) -> dict[str, list[float]]:
+    """Tokens/s of several architectures in one process, their steps alternating (A, B, A, B, ...), so a busy
+    moment of the machine slows both alike; returns every step's tokens/s per arch."""
+    torch.set_num_threads(threads)
+    runners = {}
+    x = torch.randint(3, vocab, (batch, seq))
+    for arch in archs:
+        torch.manual_seed(0)
+        model, _ = build(arch, preset, vocab, seq, None)
+        model.train()
+        fn = torch.compile(model) if compile_ else model
+        runners[arch] = (fn, torch.optim.AdamW(model.parameters(), lr=1e-4))
+
+    def step(arch):
+        fn, opt = runners[arch]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            loss = fn(input_ids=x, labels=x).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    out = {a: [] for a in archs}
+    for i in range(warmup + steps):
+        order = archs if i % 2 == 0 else archs[::-1]
+        for arch in order:
+            t0 = time.perf_counter()
+            step(arch)
+            if i >= warmup:
+                out[arch].append(batch * seq / (time.perf_counter() - t0))
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="zephyra", choices=["zephyra", "llama", "gpt2"])
@@ -86,7 +120,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compile", action="store_true")
     p.add_argument("--attn", default=None, help="HF attention implementation for llama (sdpa, eager)")
+    p.add_argument("--interleave", default=None, help="comma-separated archs measured alternately in this process")
     a = p.parse_args()
+    if a.interleave:
+        print(json.dumps(interleaved(a.interleave.split(","), a.preset, a.batch, a.seq, a.dtype, a.steps, a.warmup,
+                                     a.vocab, a.threads, a.compile)))
+        return
     print(json.dumps(measure(a.arch, a.preset, a.batch, a.seq, a.dtype, a.steps, a.warmup, a.vocab, a.threads,
                              a.compile, a.attn)))
 
