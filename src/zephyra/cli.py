@@ -36,18 +36,25 @@ def fail(message: str) -> None:
 
 @app.command()
 def quickstart(
-    root: Annotated[Path, typer.Option(help="where every stage writes (the shipped recipes read runs/)")] = Path("runs"),
     force: Annotated[str | None, typer.Option(help="redo this stage and every stage after it")] = None,
     records_per_source: Annotated[int, typer.Option(help="data build size per source (0: everything)")] = 3000,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="STAGE.KEY=VALUE recipe override, e.g. "
+                                                   "phase1.max_steps=50 (repeatable)")] = None,
 ) -> None:
-    """The main job: data -> base phase 1 -> phase 2 -> answers; finished stages are skipped.
+    """The main job: data -> base phase 1 -> phase 2 -> answers, under ./runs; finished stages are skipped.
 
     zephyra quickstart
     """
     from .pipeline import QuickstartConfig, run_quickstart
 
+    overrides: dict[str, list[str]] = {}
+    for item in set_ or []:
+        stage, sep, kv = item.partition(".")
+        if not sep or "=" not in kv:
+            fail(f"--set {item!r}: expected STAGE.KEY=VALUE, e.g. phase1.max_steps=50")
+        overrides.setdefault(stage, []).append(kv)
     try:
-        run_quickstart(QuickstartConfig(root=root, data_records_per_source=records_per_source), force=force)
+        run_quickstart(QuickstartConfig(data_records_per_source=records_per_source, overrides=overrides), force=force)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
 
@@ -143,6 +150,7 @@ def bench_model(
     seq: int = 256,
     steps: int = 8,
     rounds: int = 3,
+    threads: Annotated[int, typer.Option(help="torch threads, the same for every arch")] = 2,
     dtypes: Annotated[str, typer.Option(help="comma-separated: fp32,bf16")] = "fp32,bf16",
     archs: Annotated[str, typer.Option(help="comma-separated, llama required: zephyra,llama,gpt2")] = "zephyra,llama",
     allocator: Annotated[str, typer.Option(help="system or tcmalloc (same for every arch)")] = "system",
@@ -156,7 +164,7 @@ def bench_model(
     from .bench.model import ModelBenchConfig, machine, markdown, run
 
     try:
-        cfg = ModelBenchConfig(preset=preset, batch=batch, seq=seq, steps=steps, rounds=rounds,
+        cfg = ModelBenchConfig(preset=preset, batch=batch, seq=seq, steps=steps, rounds=rounds, threads=threads,
                                dtypes=dtypes.split(","), archs=archs.split(","), allocator=allocator, compile=compile)
         rows = run(cfg, progress=lambda s: typer.echo(s, err=True))
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -87,6 +87,9 @@ def run_quickstart(cfg: QuickstartConfig, force: str | None = None, console: Con
     names = [s.name for s in STAGES]
     if force is not None and force not in names:
         raise ValueError(f"unknown stage {force!r}; stages: {', '.join(names)}")
+    unknown = sorted(set(cfg.overrides) - {"phase1", "phase2"})
+    if unknown:
+        raise ValueError(f"overrides for unknown training stage(s) {', '.join(unknown)}: use phase1 or phase2")
     forced = False
     timings = {}
     t_all = time.perf_counter()
