@@ -31,7 +31,7 @@ def test_every_shipped_recipe_resolves(path):
     cfg = load_recipe(path)
     assert isinstance(cfg, TrainConfig)
     assert cfg.data.train is not None and cfg.out_dir
-    cfg.accumulation_steps(1)  # the batch divides
+    cfg.micro_batches(1), cfg.micro_batches(2)  # the batch divides, on 1 process or 2
     assert config_from_dict(cfg.to_dict()) == cfg  # what is saved beside artifacts reads back the same
 
 
@@ -90,11 +90,14 @@ def test_missing_required_keys_and_files(tmp_path):
         load_recipe(tmp_path / "bad.yaml")
 
 
-def test_accumulation_follows_the_number_of_processes(tmp_path):
+def test_micro_batches_follow_the_number_of_processes(tmp_path):
     cfg = load_recipe(_write(tmp_path, MINIMAL), ["batch_size=32", "micro_batch_size=8"])
-    assert (cfg.accumulation_steps(1), cfg.accumulation_steps(2), cfg.accumulation_steps(4)) == (4, 2, 1)
-    with pytest.raises(RecipeError, match="micro_batch_size x processes"):
-        cfg.accumulation_steps(3)
+    assert [cfg.micro_batches(n) for n in (1, 2, 4, 8)] == [(8, 4), (8, 2), (8, 1), (4, 1)]
+    with pytest.raises(RecipeError, match="must divide evenly over 3 processes"):
+        cfg.micro_batches(3)
+    odd = load_recipe(_write(tmp_path, MINIMAL), ["batch_size=24", "micro_batch_size=4"])
+    with pytest.raises(RecipeError, match="takes 6 sequences per step, which is not a multiple of micro_batch_size"):
+        odd.micro_batches(4)
 
 
 def test_cli_show_and_errors(tmp_path):

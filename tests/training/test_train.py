@@ -159,3 +159,15 @@ def test_cli_base_trains_a_recipe_with_overrides(tmp_path, data_root):
     assert r.exit_code == 0, r.output
     assert f"final model: {tmp_path / 'run' / 'final'}" in r.output
     assert sorted(losses(tmp_path / "run")) == [1, 2, 3]
+
+
+def test_a_second_run_into_the_same_out_dir_is_refused(tmp_path, data_root):
+    import fcntl
+
+    cfg = _cfg(tmp_path, data_root, overrides=["max_steps=2"])
+    (tmp_path / "run").mkdir()
+    with open(tmp_path / "run" / ".lock", "a+") as held:  # as a live run in another process holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RecipeError, match="another training run is using"):
+            train(cfg)
+    train(cfg)  # released: runs

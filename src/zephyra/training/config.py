@@ -97,13 +97,14 @@ class Phase1EvalConfig:
     data: str = "runs/data/phase1"
     max_words: int = 200  # per split (training words, held-out words)
     max_greetings: int = 32
-    max_new_tokens: int = 16
+    max_new_tokens: int = 24  # greeting replies run to ~15 tokens with a 4096 vocabulary
     batch_size: int = 32
 
 
 @dataclass
 class TrainConfig:
-    """One training run. Global batch = micro_batch_size x accumulation steps x processes = batch_size."""
+    """One training run. Each optimizer step takes batch_size sequences, split evenly over the processes and, in
+    each, into forward passes of at most micro_batch_size sequences whose gradients are accumulated."""
     out_dir: str
     name: str = "run"
     seed: int = 1337
@@ -120,7 +121,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     # --- the loop ---
     batch_size: int = 32  # sequences per optimizer step, over all processes
-    micro_batch_size: int = 16  # sequences per forward pass in one process
+    micro_batch_size: int = 16  # at most this many sequences per forward pass (bounds memory, not the maths)
     max_steps: int = 1000
     precision: Literal["bf16", "fp32"] = "bf16"  # bf16: autocast (AMX on this CPU), fp32 master weights
     compile: bool = False  # torch.compile the model (about 1.5-2x on small models, after ~30 s of compiling)
@@ -151,12 +152,18 @@ class TrainConfig:
         if self.resume not in ("auto", "never") and not self.resume:
             raise RecipeError("resume must be 'auto', 'never' or a checkpoint directory")
 
-    def accumulation_steps(self, world_size: int) -> int:
-        per_step = self.micro_batch_size * world_size
-        if self.batch_size % per_step:
-            raise RecipeError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size x processes "
-                              f"({self.micro_batch_size} x {world_size})")
-        return self.batch_size // per_step
+    def micro_batches(self, world_size: int) -> tuple[int, int]:
+        """(sequences per forward pass, forward passes per step) in each of ``world_size`` processes: each takes
+        batch_size / world_size sequences of every step, in micro-batches of at most micro_batch_size. So one
+        recipe runs unchanged on 1, 2 or 4 processes, with the same global batch."""
+        share, rest = divmod(self.batch_size, world_size)
+        if rest:
+            raise RecipeError(f"batch_size ({self.batch_size}) must divide evenly over {world_size} processes")
+        micro = min(self.micro_batch_size, share)
+        if share % micro:
+            raise RecipeError(f"each of {world_size} processes takes {share} sequences per step, which is not a "
+                              f"multiple of micro_batch_size ({self.micro_batch_size})")
+        return micro, share // micro
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -11,13 +11,12 @@ import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import distributed
 from .checkpoint import CheckpointError, verify
-from .config import DataSource, ModelSpec, RecipeError, TrainConfig
-from .data import DataError, iter_documents, packed_sequences
+from .config import ModelSpec, RecipeError, TrainConfig
+from .data import DataError, EpochPacker, iter_documents, load_documents
 from .distributed import World
 
 
@@ -136,20 +135,22 @@ def matmul_params(model) -> int:
 # --------------------------------------------------------------------------------------------------------------
 
 def prepare_data(cfg: TrainConfig, tokenizer, world: World):
-    """(training arrays, their mixture weights, {validation name: array}); packed by rank 0 when not cached."""
+    """(training packers, their mixture weights, {validation name: rows}); tokenized by rank 0 when not cached."""
     train_sources = [cfg.data.train, *cfg.data.replay]
     weights = [1.0 - sum(r.fraction for r in cfg.data.replay), *(r.fraction for r in cfg.data.replay)]
-    sources: list[DataSource] = [*train_sources, *cfg.data.validation]
+    names = [s.name for s in cfg.data.validation]
+    if len(set(names)) != len(names):
+        raise RecipeError(f"data.validation: names {names} repeat; give every source a distinct name")
 
-    def pack_all():
-        for s in sources:
-            packed_sequences(s, tokenizer, cfg.data.seq_len, cfg.data.cache_dir)
+    def tokenize_all():
+        for s in [*train_sources, *cfg.data.validation]:
+            load_documents(s, tokenizer, cfg.data.cache_dir)
 
-    on_main(world, pack_all)
-    arrays = [packed_sequences(s, tokenizer, cfg.data.seq_len, cfg.data.cache_dir) for s in train_sources]
-    val: dict[str, np.ndarray] = {}
-    for s in cfg.data.validation:
-        if s.name in val:
-            raise RecipeError(f"data.validation: two sources are named {s.name!r}; give them distinct names")
-        val[s.name] = packed_sequences(s, tokenizer, cfg.data.seq_len, cfg.data.cache_dir)
-    return arrays, weights, val
+    on_main(world, tokenize_all)
+    seq = cfg.data.seq_len
+    # each training source gets its own seed, so two sources never share an epoch order
+    packers = [EpochPacker(load_documents(s, tokenizer, cfg.data.cache_dir), seq, cfg.seed * 1000 + i, s.name)
+               for i, s in enumerate(train_sources)]
+    val = {s.name: EpochPacker(load_documents(s, tokenizer, cfg.data.cache_dir), seq, 0, s.name).fixed_rows()
+           for s in cfg.data.validation}
+    return packers, weights, val

@@ -48,7 +48,8 @@ class Run:
     schedulers: list
     sampler: MixtureSampler
     val: dict[str, list[np.ndarray]]
-    accum: int
+    micro: int  # sequences per forward pass in this process
+    accum: int  # forward passes per optimizer step in this process
     flops_per_token: int
     step: int = 0
     tokens: int = 0
@@ -78,15 +79,40 @@ def train(cfg: TrainConfig) -> dict:
         distributed.cleanup(world)
 
 
+def _lock(out: Path, world: World):
+    """Hold ``out/.lock`` for the whole run (rank 0): a second run into the same out_dir would interleave its
+    checkpoints and metrics with this one's. The kernel drops the lock when the process dies, even by SIGKILL."""
+    if not world.main:
+        return None
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RecipeError(f"another training run is using {out}: wait for it, or choose another out_dir") from None
+    return f
+
+
 def _train(cfg: TrainConfig, world: World) -> dict:
-    # --- set up: tokenizer, data, model, optimizer; then the checkpoint, if resuming -------------------------
     out = Path(cfg.out_dir)
+    lock = _lock(out, world)
+    try:
+        return _train_locked(cfg, world, out)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _train_locked(cfg: TrainConfig, world: World, out: Path) -> dict:
+    # --- set up: tokenizer, data, model, optimizer; then the checkpoint, if resuming -------------------------
     run = _setup(cfg, world)
     resume_from = _resume_dir(cfg, run.ckpt_root)
     if resume_from is not None:
         _restore(run, resume_from)
     if world.main:
-        out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     log = RunLog(out, world.main, run.step, cfg.max_steps, cfg.progress and world.main, cfg.name)
     try:
@@ -137,7 +163,7 @@ def _train(cfg: TrainConfig, world: World) -> dict:
 # --------------------------------------------------------------------------------------------------------------
 
 def _setup(cfg: TrainConfig, world: World) -> Run:
-    accum = cfg.accumulation_steps(world.size)
+    micro, accum = cfg.micro_batches(world.size)
     tokenizer = prepare_tokenizer(cfg, world)
     arrays, weights, val_arrays = prepare_data(cfg, tokenizer, world)
     model = build_model(cfg.model, tokenizer, cfg.seed)
@@ -151,10 +177,10 @@ def _setup(cfg: TrainConfig, world: World) -> Run:
     schedulers = build_schedulers(optimizers, cfg.max_steps, cfg.schedule)
     _seed_all(cfg.seed + world.rank)
     forward = torch.compile(model) if cfg.compile else model
-    val = {name: eval_batches(a, cfg.micro_batch_size, cfg.eval_batches) for name, a in val_arrays.items()}
+    val = {name: eval_batches(a, micro, cfg.eval_batches) for name, a in val_arrays.items()}
     return Run(cfg=cfg, world=world, tokenizer=tokenizer, model=model, forward=forward, params=params,
                optimizers=optimizers, schedulers=schedulers, sampler=MixtureSampler(arrays, weights, cfg.seed),
-               val=val, accum=accum, flops_per_token=matmul_params(model))
+               val=val, micro=micro, accum=accum, flops_per_token=matmul_params(model))
 
 
 def _resume_dir(cfg: TrainConfig, root: Path) -> Path | None:
@@ -219,7 +245,7 @@ def _train_step(run: Run) -> tuple[float, float]:
     batch = run.sampler.next_batch(cfg.batch_size)  # every process draws the whole batch and keeps its share
     share = cfg.batch_size // world.size
     local = torch.from_numpy(batch[world.rank * share:(world.rank + 1) * share])
-    mb = cfg.micro_batch_size
+    mb = run.micro
     total = torch.zeros((), dtype=torch.float64)
     for m in range(run.accum):
         x = local[m * mb:(m + 1) * mb]  # (mb, T)
