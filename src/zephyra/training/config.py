@@ -99,6 +99,7 @@ class Phase1EvalConfig:
     max_greetings: int = 32
     max_new_tokens: int = 24  # greeting replies run to ~15 tokens with a 4096 vocabulary
     batch_size: int = 32
+    seed: int = 0  # which words and greetings are sampled: fixed, so phase 1 and phase 2 are scored on the same
 
 
 @dataclass
@@ -286,8 +287,9 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
     return tree
 
 
-def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML recipe, apply ``key=value`` overrides, and check it against the schema."""
+def read_recipe_tree(path: str | os.PathLike) -> dict:
+    """A YAML recipe as a plain dict (not yet checked against any schema), or a one-line RecipeError. Shared by
+    every recipe kind: ``from_dict(Schema, apply_overrides(read_recipe_tree(path), overrides))``."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe {path} does not exist")
@@ -299,7 +301,12 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         raise RecipeError(f"recipe {path}: invalid YAML{at}") from None
     if not isinstance(tree, dict):
         raise RecipeError(f"recipe {path}: the top level must be a mapping of keys")
-    return from_dict(TrainConfig, apply_overrides(tree, list(overrides or [])))
+    return tree
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML recipe, apply ``key=value`` overrides, and check it against the schema."""
+    return from_dict(TrainConfig, apply_overrides(read_recipe_tree(path), list(overrides or [])))
 
 
 def config_from_dict(data: dict) -> TrainConfig:

@@ -102,8 +102,10 @@ def greeting_replies(model, tokenizer, prompts: list[str], known: set[str], cfg:
     return (sum(r["complete"] for r in results) / n, sum(r["known"] for r in results) / n, results)
 
 
-def evaluate_phase1(model, tokenizer, cfg: Phase1EvalConfig, seed: int = 0) -> tuple[dict, dict]:
-    """(metrics, details): greeting scores and category accuracy on training and held-out words."""
+def evaluate_phase1(model, tokenizer, cfg: Phase1EvalConfig) -> tuple[dict, dict]:
+    """(metrics, details): greeting scores and category accuracy on training and held-out words. The words and
+    greetings are sampled with ``cfg.seed``, the same for every model, so two models' scores are paired."""
+    seed = cfg.seed
     train, val = load_split(cfg.data, "train"), load_split(cfg.data, "validation")
     seen = _category_rows(train)
     heldout = {w: c for w, c in _category_rows(val).items() if w not in seen}

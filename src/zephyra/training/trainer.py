@@ -342,7 +342,7 @@ def _eval_tasks(run: Run, out: Path) -> dict:
         def task():
             from .phase1_eval import evaluate_phase1
 
-            m, details = evaluate_phase1(run.model, run.tokenizer, run.cfg.phase1_eval, run.cfg.seed)
+            m, details = evaluate_phase1(run.model, run.tokenizer, run.cfg.phase1_eval)
             atomic_write_json(out / "phase1_eval.json", {"metrics": m, **details})
             return m
 
