@@ -13,6 +13,8 @@ from typing import Annotated
 import typer
 
 from .data.cli import app as data_app
+from .evaluation.cli import app as eval_app
+from .resolve import cli as resolve_cli
 from .router.cli import app as router_app
 from .training.cli import app as train_app
 
@@ -26,6 +28,9 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(router_app, name="router")
+app.add_typer(eval_app, name="eval")
+app.command("route")(resolve_cli.route)
+app.command("chat")(resolve_cli.chat)
 
 
 def fail(message: str) -> None:
@@ -114,32 +119,49 @@ def tokenizer_train(
 @app.command()
 def generate(
     prompt: Annotated[str, typer.Argument(help="the prompt")],
-    model: Annotated[Path, typer.Option(help="model directory (with its tokenizer)")] = Path("runs/quickstart/base"),
+    adapter: resolve_cli.AdapterOpt = "auto",
+    mode: resolve_cli.ModeOpt = "top1",
+    base: resolve_cli.BaseOpt = None,
+    adapters: resolve_cli.AdaptersOpt = None,
+    router: resolve_cli.RouterOpt = None,
+    model: Annotated[Path | None, typer.Option(help="a plain model directory (with its tokenizer) instead of a "
+                                               "system: no adapters, no router")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
     fmt: Annotated[str, typer.Option("--format", help="chat: wrap in the chat template; raw: continue the text")] = "chat",
     sample: Annotated[bool, typer.Option(help="sample instead of greedy decoding")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
-    """Generate an answer to a prompt.
+    """Answer a prompt: routed to an adapter (auto), with the base, or with a named adapter.
 
-    zephyra generate "Who is Polonius?" --model runs/quickstart/base --json
+    zephyra generate "What does zip() do?" --adapter auto --json
+    zephyra generate "Who is Polonius?" --adapter shakespeare
+    zephyra generate "Who is Polonius?" --model runs/phase2/final     # a plain model
     """
-    from transformers.utils import logging as hf_logging
-
-    from .resolve import PromptError, generate_text, load_model
-
     if not prompt.strip():
         fail("the prompt is empty")
-    hf_logging.disable_progress_bar()
-    try:
-        m, tok = load_model(model)
-        out = generate_text(m, tok, prompt, max_new_tokens=max_new_tokens, fmt=fmt, do_sample=sample)
-    except (FileNotFoundError, PromptError, ValueError) as e:
-        fail(str(e))
-    if as_json:
-        typer.echo(json.dumps({"adapter": out.adapter, "text": out.text, "prompt_tokens": out.prompt_tokens,
-                               "new_tokens": out.new_tokens, "truncated": out.truncated}))
+    if fmt not in ("chat", "raw"):
+        fail(f"unknown prompt format {fmt!r}: use 'chat' or 'raw'")
+    if model is not None:
+        if any(x is not None for x in (base, adapters, router)):
+            fail("--model is a plain model directory; for a system give --base/--adapters/--router instead")
+        system = resolve_cli.open_system(model, None, None, fmt=fmt, defaults=False)
+        adapter = "base" if adapter == "auto" else adapter  # a plain model has no router
     else:
+        system = resolve_cli.open_system(base, adapters, router, fmt=fmt)
+        adapter = resolve_cli.usable_adapter(system, adapter, mode)
+    try:
+        with resolve_cli.warnings_to_stderr():
+            out = system.resolve([prompt], adapter=adapter, mode=mode, max_new_tokens=max_new_tokens,
+                                 do_sample=sample)[0]
+            prompt_tokens = system.prompt_tokens(prompt, max_new_tokens)
+    except resolve_cli.ERRORS as e:
+        fail(resolve_cli.first_line(e))
+    if as_json:
+        typer.echo(json.dumps({"adapter": out.adapter, "confidence": out.confidence, "scores": out.scores,
+                               "text": out.text, "prompt_tokens": prompt_tokens, "new_tokens": out.new_tokens,
+                               "truncated": out.truncated}))
+    else:
+        typer.echo(resolve_cli.answer_label(out), err=True)  # stdout stays the answer alone, for pipes
         typer.echo(out.text)
 
 

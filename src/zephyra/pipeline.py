@@ -1,6 +1,6 @@
 """The quickstart: the whole system end to end, in stages that are skipped when already done.
 
-    zephyra quickstart                 # data -> base phase 1 -> base phase 2 -> answers
+    zephyra quickstart                 # data -> base phase 1 -> phase 2 -> six adapters -> router -> routed answers
     zephyra quickstart --force phase2  # redo one stage (and so everything after it)
 
 Each stage writes its output under ``runs/`` (the paths the shipped recipes name) and is done when its
@@ -22,6 +22,12 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes"  # the repo's recipes/
 
 DEMO_PROMPTS = [("chat", "hello!"), ("chat", "how are you today?"), ("chat", "what is your name?"),
                 ("raw", "watermelon:"), ("raw", "oak:"), ("raw", "sparrow:"), ("raw", "hammer:")]
+# routed demo: one question per domain in a phrasing of its own, and two the base should keep
+ROUTED_PROMPTS = ["What does str.join() do in Python?", "What does Genesis 1:3 say?",
+                  "In Hamlet, who says \"To be, or not to be\"?", "What is sodium chloride in chemistry?",
+                  "What is a compiler in computing?", "Is Lisbon a city or a country?", "hello!",
+                  "What rhymes with cat?"]
+ROUTER_KINDS = ("inmodel", "external")  # trained by the router stage; the better on validation serves
 
 
 @dataclass
@@ -31,6 +37,8 @@ class QuickstartConfig:
     recipes: Path = RECIPES
     overrides: dict[str, list[str]] = field(default_factory=dict)  # stage -> recipe key=value overrides
     max_new_tokens: int = 24
+    router_kinds: tuple[str, ...] = ROUTER_KINDS
+    redo: set[str] = field(default_factory=set)  # stages forced this run: their finished parts are redone too
 
 
 @dataclass
@@ -66,8 +74,72 @@ def _train_stage(phase: str) -> Stage:
     return Stage(phase, done, run)
 
 
+def _domains(cfg: QuickstartConfig) -> list[str]:
+    from .adapters.train import available_domains
+
+    return available_domains(cfg.root / "data")
+
+
+def _adapters_done(cfg: QuickstartConfig) -> bool:
+    root = cfg.root / "adapters"
+    return (cfg.root / "data" / "domains").is_dir() and all(
+        (root / d / "manifest.json").is_file() for d in _domains(cfg))
+
+
+def _adapters_run(cfg: QuickstartConfig, console: Console) -> None:
+    """One LoRA adapter per domain (recipes/adapters/default.yaml); a finished adapter is kept, not retrained."""
+    from .adapters.train import load_adapter_recipe, train_adapter
+
+    table = Table("domain", "held-out ppl: base", "adapter", "ratio", "seconds", title="domain adapters")
+    for domain in _domains(cfg):
+        recipe = load_adapter_recipe(cfg.recipes / "adapters" / "default.yaml", cfg.overrides.get("adapters", []),
+                                     base=str(cfg.root / "phase2" / "final"), domain=domain,
+                                     data_root=str(cfg.root / "data"), out_root=str(cfg.root / "adapters"),
+                                     cache_dir=str(cfg.root / "cache" / "tokens"))
+        m = train_adapter(recipe, force="adapters" in cfg.redo).get("metrics", {})
+        base, ppl = m.get("base_val_perplexity"), m.get("val_perplexity")
+        ratio = f"{ppl / base:.2f}" if base and ppl else "-"
+        table.add_row(domain, f"{base:.1f}" if base else "-", f"{ppl:.1f}" if ppl else "-", ratio,
+                      f"{m.get('train_seconds', 0):.0f}")
+    console.print(table)
+
+
+def _router_done(cfg: QuickstartConfig) -> bool:
+    return (cfg.root / "router" / "active" / "manifest.json").is_file()
+
+
+def _router_run(cfg: QuickstartConfig, console: Console) -> None:
+    """Every kind in ``router_kinds`` fitted on the router data and calibrated on its validation split; the one
+    with the best validation accuracy is copied to router/active, which the runtime serves by default."""
+    import json
+    import shutil
+
+    from .io import atomic_directory
+    from .router.fit import fit_and_save
+
+    base = cfg.root / "phase2" / "final"
+    scores = {}
+    for kind in cfg.router_kinds:
+        out = cfg.root / "router" / kind
+        if (out / "manifest.json").is_file() and "router" not in cfg.redo:
+            from .manifest import read_manifest
+
+            metrics = read_manifest(out).get("metrics", {})
+        else:
+            _, metrics = fit_and_save(kind, cfg.root / "data" / "router", out,
+                                      model=None if kind == "external" else base)
+        scores[kind] = float(metrics.get("validation", {}).get("accuracy", 0.0))
+        console.print(f"router {kind}: validation accuracy {scores[kind]:.3f}")
+    best = max(scores, key=scores.get)
+    with atomic_directory(cfg.root / "router" / "active") as tmp:
+        shutil.copytree(cfg.root / "router" / best, tmp, dirs_exist_ok=True)
+        (tmp / "selected.json").write_text(json.dumps({"selected": best, "validation_accuracy": scores}, indent=2))
+    console.print(f"serving the {best} router (router/active)")
+
+
 def _demo(cfg: QuickstartConfig, console: Console) -> None:
     from .resolve import generate_text, load_model
+    from .resolve.system import load_system
 
     model, tok = load_model(cfg.root / "phase2" / "final")
     table = Table("prompt", "answer", title="Zephyra base model (phase 1 + phase 2)")
@@ -75,9 +147,16 @@ def _demo(cfg: QuickstartConfig, console: Console) -> None:
         out = generate_text(model, tok, prompt, max_new_tokens=cfg.max_new_tokens, fmt=fmt)
         table.add_row(prompt, out.text.splitlines()[0] if out.text else "")
     console.print(table)
+    system = load_system(cfg.root / "phase2" / "final", cfg.root / "adapters", cfg.root / "router" / "active")
+    table = Table("prompt", "adapter", "confidence", "answer", title="tiny ada: routed answers")
+    for r in system.resolve(ROUTED_PROMPTS, max_new_tokens=cfg.max_new_tokens):
+        table.add_row(r.prompt, r.adapter, f"{r.confidence:.2f}" if r.confidence is not None else "-",
+                      r.text.splitlines()[0] if r.text else "")
+    console.print(table)
 
 
 STAGES = [Stage("data", _data_done, _data_run), _train_stage("phase1"), _train_stage("phase2"),
+          Stage("adapters", _adapters_done, _adapters_run), Stage("router", _router_done, _router_run),
           Stage("demo", lambda cfg: False, _demo)]
 
 
@@ -87,14 +166,16 @@ def run_quickstart(cfg: QuickstartConfig, force: str | None = None, console: Con
     names = [s.name for s in STAGES]
     if force is not None and force not in names:
         raise ValueError(f"unknown stage {force!r}; stages: {', '.join(names)}")
-    unknown = sorted(set(cfg.overrides) - {"phase1", "phase2"})
+    unknown = sorted(set(cfg.overrides) - {"phase1", "phase2", "adapters"})
     if unknown:
-        raise ValueError(f"overrides for unknown training stage(s) {', '.join(unknown)}: use phase1 or phase2")
+        raise ValueError(f"overrides for unknown stage(s) {', '.join(unknown)}: use phase1, phase2 or adapters")
     forced = False
     timings = {}
     t_all = time.perf_counter()
     for stage in STAGES:
         forced = forced or stage.name == force
+        if forced:
+            cfg.redo.add(stage.name)
         if not forced and stage.done(cfg):
             console.print(f"[green]✓[/green] {stage.name}: done already, skipped")
             timings[stage.name] = 0.0

@@ -84,6 +84,25 @@ def test_routed_rows_equal_forced_adapters_and_peft(world, tok):
     assert len({o.text for o in routed}) > 1  # the adapters change the answers
 
 
+def test_a_text_router_decides_before_the_prefill_in_one_batch(world, tok):
+    seen = []
+
+    def by_text(prompts):
+        seen.append(list(prompts))
+        return [DECISIONS[i] for i in range(len(prompts))]
+
+    base, dirs = world
+    r = Resolver(copy.deepcopy(base), tok, dirs, prompt_router=by_text)
+    routed = r.resolve(PROMPTS, max_new_tokens=N)
+    assert seen == [PROMPTS]  # one call for the batch, on the prompts' text
+    assert [o.adapter for o in routed] == ["python", "base", "chemistry", "geography"]
+    assert routed[2].confidence == 0.6 and routed[2].scores == DECISIONS[2][2]
+    forced = [r.resolve(p, adapter=o.adapter, max_new_tokens=N)[0].text for p, o in zip(PROMPTS, routed)]
+    assert forced == [o.text for o in routed]
+    with pytest.raises(ValueError, match="not both"):
+        Resolver(copy.deepcopy(base), tok, dirs, router=Scripted(DECISIONS), prompt_router=by_text)
+
+
 def test_fused_mode_weights_by_router_score(world, tok):
     decisions = [("python", 0.6, {"python": 0.6, "chemistry": 0.3, "base": 0.1}),
                  ("python", 1.0, {"python": 1.0, "chemistry": 0.0})]

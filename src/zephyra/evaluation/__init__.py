@@ -1,1 +1,16 @@
-"""Evaluation: metrics now; tasks, the isolation matrix and reports come later."""
+"""Evaluation: metrics (BLEU, ROUGE, F1/EM, perplexity), the isolation matrix of adapters x domains with its
+verdict, the comparison of adapter methods, and their reports (docs/evaluation.md).
+
+    zephyra eval adapters --base runs/phase2/final --adapters runs/adapters --data runs/data --out runs/eval
+"""
+
+from .report import write_method_report, write_report
+from .suite import (
+    AdapterInfo, Cell, EvalConfig, EvalError, Goals, MatrixResult, MethodComparison, MethodRow, Verdict,
+    compare_methods, evaluate_matrix, find_adapters,
+)
+
+__all__ = [
+    "AdapterInfo", "Cell", "EvalConfig", "EvalError", "Goals", "MatrixResult", "MethodComparison", "MethodRow",
+    "Verdict", "compare_methods", "evaluate_matrix", "find_adapters", "write_method_report", "write_report",
+]

@@ -13,7 +13,9 @@ the chosen adapters; the trunk's KV cache is never recomputed (multi.py). All pr
 
 The router is any callable ``router(router_logits (B, n_labels)) -> one decision per row``, a decision being
 ``(adapter, confidence, scores)`` or an object with those attributes (the router package's ``RouteDecision``);
-``scores`` are probabilities by adapter name ("base" included).
+``scores`` are probabilities by adapter name ("base" included). A router that reads the prompt's text instead
+(the external MiniLM router) is given as ``prompt_router(prompts) -> one decision per prompt``: it decides before
+the prefill, and the batch then runs with those adapters, still one batch for all of them.
 """
 
 from __future__ import annotations
@@ -77,11 +79,14 @@ class Resolver:
     Linear modules are swapped for per-row ones sharing their weights (see multi.py) until ``close()``."""
 
     def __init__(self, model, tokenizer, adapters: Mapping[str, str | os.PathLike] | AdapterBank | None = None,
-                 router: Callable | None = None, *, fuse_top: int = 2, kernel: str = "masked", fmt: str = "chat"):
+                 router: Callable | None = None, *, prompt_router: Callable | None = None, fuse_top: int = 2,
+                 kernel: str = "masked", fmt: str = "chat"):
         if router is not None and getattr(model, "router_head", None) is None:
             raise ValueError("a router needs the model's router head (set router_labels in its config)")
+        if router is not None and prompt_router is not None:
+            raise ValueError("give a router (on the trunk's states) or a prompt_router (on the text), not both")
         bank = adapters if isinstance(adapters, AdapterBank) else AdapterBank.from_dirs(model, adapters or {})
-        self.model, self.tokenizer, self.router = model.eval(), tokenizer, router
+        self.model, self.tokenizer, self.router, self.prompt_router = model.eval(), tokenizer, router, prompt_router
         self.engine = MultiLoRAEngine(model, bank, kernel=kernel)
         self.fuse_top, self.fmt = fuse_top, fmt
 
@@ -114,12 +119,13 @@ class Resolver:
         """The mix every row gets, or None when the router decides."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+        routed = self.router is not None or self.prompt_router is not None
         if adapter is None:
-            adapter = "auto" if self.router is not None else "base"
+            adapter = "auto" if routed else "base"
         if mode == "base" or adapter == "base":
             return {}
         if adapter == "auto":
-            if self.router is None:
+            if not routed:
                 raise ValueError("adapter='auto' needs a router; give one to Resolver(...) or name an adapter")
             return None
         if mode == "fused":
@@ -174,8 +180,13 @@ class Resolver:
     def _batch(self, prompts: list[str], mode: str, fixed: Mix | None, max_new_tokens: int, sampling: dict):
         ids, mask, truncated = self._encode(prompts, max_new_tokens)
         decisions: list[Decision] = []
-        route = None if fixed is not None else self._route(mode, decisions)
-        out = self.engine.generate(ids, mask, adapters=None if route else [fixed] * len(prompts), route=route,
+        route, mixes = None, [fixed] * len(prompts)
+        if fixed is None and self.prompt_router is not None:  # decided from the text, before the prefill
+            decisions = [as_decision(d) for d in self.prompt_router(prompts)]
+            mixes = [self._mix(d, mode) for d in decisions]
+        elif fixed is None:
+            route = self._route(mode, decisions)
+        out = self.engine.generate(ids, mask, adapters=None if route else mixes, route=route,
                                    max_new_tokens=max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
                                    pad_token_id=self._pad_id(), **sampling)
         results = []

@@ -51,45 +51,17 @@ def train(
     if kind not in KINDS:
         fail(f"unknown router kind {kind!r}; known: {', '.join(KINDS)}")
     try:
-        router, report = _train(kind, data, model, tokenizer, adapters, threshold_strategy, target_recall,
-                                prompt_format, pooling)
-        out = out or Path("runs/router") / kind
-        from ..io import sha256_dir
+        from .fit import fit_and_save
 
-        router.save(out, config=report.pop("config"), metrics=report,
-                    inputs={"data": {"path": str(data), "sha256": sha256_dir(data)},
-                            **({"model": str(model)} if model else {})})
+        out = out or Path("runs/router") / kind
+        router, report = fit_and_save(kind, data, out, model=model, tokenizer=tokenizer, adapters=adapters,
+                                      threshold_strategy=threshold_strategy, target_recall=target_recall,
+                                      prompt_format=prompt_format, pooling=pooling)
     except _errors() as e:
         fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     val = report.get("validation", {})
     typer.echo(f"{kind} router written to {out}: validation accuracy {val.get('accuracy', float('nan')):.3f}, "
                f"T={router.calibration.temperature:.3f}, threshold={router.calibration.threshold:.3f}")
-
-
-def _train(kind, data, model, tokenizer, adapters, threshold_strategy, target_recall, prompt_format, pooling):
-    from .calibration import CalibrationConfig
-    from .data import load_router_data
-
-    cal = CalibrationConfig(threshold_strategy=threshold_strategy, target_recall=target_recall)
-    splits = load_router_data(data, ("train", "validation"))
-    if kind == "external":
-        from .external import ExternalTrainConfig, train_external_router
-        return train_external_router(splits["train"], splits["validation"], ExternalTrainConfig(calibration=cal))
-    if model is None:
-        raise ValueError(f"a {kind} router needs the base model: pass --model DIR")
-    from .artifact import load_base
-
-    base, tok = load_base(model, tokenizer)
-    if kind == "inmodel":
-        from .inmodel import InModelTrainConfig, train_inmodel_router
-        return train_inmodel_router(base, tok, splits["train"], splits["validation"],
-                                    InModelTrainConfig(prompt_format=prompt_format, calibration=cal))
-    if adapters is None:
-        raise ValueError("an arrow router needs the adapters: pass --adapters DIR")
-    from .arrow import ArrowConfig, build_arrow_router, find_adapters
-    return build_arrow_router(base, tok, {k: str(v) for k, v in find_adapters(adapters).items()},
-                              splits["validation"], ArrowConfig(prompt_format=prompt_format, pooling=pooling,
-                                                                calibration=cal))
 
 
 @app.command("eval")
