@@ -72,7 +72,9 @@ class MiniLMEncoder:
 @dataclass
 class ExternalTrainConfig:
     """How the classifier is fitted: scikit-learn's LogisticRegression (L2, lbfgs), its inverse regularisation
-    ``C`` chosen from ``c_grid`` by validation log-loss."""
+    ``C`` chosen from ``c_grid`` by validation accuracy, ties to the lower validation log-loss. Accuracy first:
+    routing is scored by its decisions, and temperature scaling fixes the confidences afterwards anyway (on
+    the full build, log-loss picked C=10 at 98.2% validation accuracy over C=1 at 98.8%)."""
 
     c_grid: list[float] = field(default_factory=lambda: [0.3, 1.0, 3.0, 10.0, 30.0])
     max_iter: int = 2000
@@ -133,18 +135,20 @@ def label_order(labels: Sequence[str]) -> list[str]:
 
 
 def _fit_classifier(x_tr, y_tr, x_va, y_va, labels: list[str], cfg: ExternalTrainConfig):
-    """The LogisticRegression with the lowest validation log-loss over ``cfg.c_grid``: (weight, bias, C, loss),
-    rows in the order of ``labels``."""
+    """The LogisticRegression with the best validation accuracy over ``cfg.c_grid`` (ties: lower log-loss):
+    (weight, bias, C, validation log-loss), rows in the order of ``labels``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
 
-    best = None
+    best, best_key = None, None
     for c in cfg.c_grid:
         clf = LogisticRegression(C=c, max_iter=cfg.max_iter).fit(x_tr, y_tr)
-        loss = log_loss(y_va, clf.predict_proba(x_va), labels=clf.classes_)
-        if best is None or loss < best[3]:
+        proba = clf.predict_proba(x_va)
+        loss = log_loss(y_va, proba, labels=clf.classes_)
+        acc = float(np.mean(clf.classes_[proba.argmax(1)] == np.asarray(y_va)))
+        if best_key is None or (acc, -loss) > best_key:
             order = [list(clf.classes_).index(label) for label in labels]
-            best = (clf.coef_[order], clf.intercept_[order], c, loss)
+            best, best_key = (clf.coef_[order], clf.intercept_[order], c, loss), (acc, -loss)
     return best
 
 
