@@ -165,6 +165,18 @@ def generate(
         typer.echo(out.text)
 
 
+@bench_app.command("adapters", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_adapters(ctx: typer.Context) -> None:
+    """Multi-adapter decoding: mixed-adapter batches and unmerged adapters against the base, ours and PEFT's, in
+    one run (options as ``python -m zephyra.bench.adapters --help``).
+
+    zephyra bench adapters --preset small --batch 8 --new-tokens 64 --rounds 15 --threads 1
+    """
+    from .bench.adapters import main as bench_main
+
+    bench_main(list(ctx.args))
+
+
 @bench_app.command("model")
 def bench_model(
     preset: str = "small",

@@ -49,8 +49,12 @@ def world(tmp_path_factory):
     from zephyra.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("adapter-data")
+    from datasets import Dataset, DatasetDict
+
     for i, name in enumerate(("alpha", "beta")):
         _make_domain(root, name, seed=i)
+    general = _texts(random.Random(7), WORDS["general"], 120)  # the general corpus adapters may replay
+    DatasetDict({"train": Dataset.from_dict({"text": general})}).save_to_disk(str(root / "phase2"))
     texts = [t for name in WORDS for t in _texts(random.Random(9), WORDS[name], 100)]
     tokenizer = train_tokenizer(texts, root / "tokenizer", vocab_size=300)
     return {"data": root, "tokenizer": tokenizer}
@@ -90,7 +94,7 @@ def _recipe(world, base, out, **kw) -> AdapterRecipe:
     """Small and deterministic: fp32, one thread, a few dozen steps of 8 x 32 tokens."""
     d = dict(base=str(base), domain="alpha", data_root=str(world["data"]), cache_dir=str(Path(out).parent / "cache"),
              out=str(out), seq_len=32, batch_size=8, micro_batch_size=4, max_steps=30, lr=1e-2, warmup_steps=3,
-             rank=4, precision="fp32", threads=1, eval_batches=0, seed=3)
+             rank=4, precision="fp32", threads=1, eval_batches=0, seed=3, general_fraction=0.0)
     d.update(kw)
     return AdapterRecipe(**d)
 
@@ -160,6 +164,17 @@ def test_manifest_records_domain_method_data_metrics_and_recipe(world, zephyra_b
     assert not list(tmp_path.glob(".*"))  # nothing half-written left beside it
 
 
+def test_general_replay_is_mixed_in_at_its_share(world, tmp_path):
+    from zephyra.adapters.train import prepare_domain_data
+
+    recipe = _recipe(world, "unused", tmp_path / "a", general_fraction=0.25, qa_fraction=0.25)
+    data = prepare_domain_data(recipe, world["tokenizer"])
+    assert set(data.hashes) >= {"alpha/raw/train", "alpha/qa/train", "phase2/train"}
+    assert list(data.sampler.p) == [0.5, 0.25, 0.25]
+    data.sampler.next_batch(40)
+    assert data.sampler.counts == [20, 10, 10]  # a quarter of the rows come from the general corpus
+
+
 def test_a_finished_adapter_is_kept_unless_forced(world, zephyra_base, tmp_path):
     recipe = _recipe(world, zephyra_base, tmp_path / "a", max_steps=2)
     first = train_adapter(recipe, **QUIET)
@@ -226,6 +241,7 @@ def test_the_shipped_recipe_mirrors_the_defaults():
     ("rank=0", "rank must be a positive integer"),
     ("batch_size=10", "batch_size (10) must be a multiple of micro_batch_size (16)"),
     ("qa_fraction=1.0", "qa_fraction must be in [0, 1)"),
+    ("general_fraction=0.8", "qa_fraction 0.25 + general_fraction 0.8 >= 1"),
     ("lr=-1", "optim.lr and optim.muon_lr must be positive"),
 ])
 def test_bad_adapter_recipes_are_one_line_errors(override, message):

@@ -65,6 +65,8 @@ class AdapterRecipe:
     # --- data ---
     data_root: str = "runs/data"
     qa_fraction: float = 0.25  # share of training sequences from qa/train (chat template); 0: raw text only
+    general_fraction: float = 0.3  # share replayed from the base's general corpus (<data_root>/<general_data>)
+    general_data: str = "phase2"  # so the adapter keeps the base's behaviour off its domain
     seq_len: int = 256
     cache_dir: str = "runs/cache/tokens"  # shared with base training: keyed by data, tokenizer and formatter
     # --- optimisation: AdamW, warmup then cosine (or wsd, constant) ---
@@ -95,6 +97,9 @@ class AdapterRecipe:
                               f"({self.micro_batch_size})")
         if not 0.0 <= self.qa_fraction < 1.0:
             raise RecipeError(f"qa_fraction must be in [0, 1), got {self.qa_fraction}")
+        if not 0.0 <= self.general_fraction < 1.0 or self.qa_fraction + self.general_fraction >= 1.0:
+            raise RecipeError(f"general_fraction must be in [0, 1) and leave room for the domain's raw text "
+                              f"(qa_fraction {self.qa_fraction} + general_fraction {self.general_fraction} >= 1)")
         if self.eval_batches < 0 or self.warmup_steps < 0:
             raise RecipeError("eval_batches and warmup_steps must be >= 0")
         if self.threads is not None and self.threads <= 0:
@@ -188,7 +193,8 @@ def _context(model) -> int:
 
 
 def prepare_domain_data(recipe: AdapterRecipe, tokenizer) -> DomainData:
-    """Train mixture (raw/train + qa/train at qa_fraction) and held-out rows (raw/validation, qa/validation)."""
+    """Train mixture (raw/train + qa/train at qa_fraction + the general corpus at general_fraction) and held-out
+    rows (raw/validation, qa/validation)."""
     d = recipe.domain_dir()
     train = [DataSource(str(d / "raw"), "train", "text", name=f"{recipe.domain}/raw/train")]
     val = {"raw": DataSource(str(d / "raw"), "validation", "text", name=f"{recipe.domain}/raw/validation")}
@@ -198,6 +204,11 @@ def prepare_domain_data(recipe: AdapterRecipe, tokenizer) -> DomainData:
                                 name=f"{recipe.domain}/qa/train"))
         val["qa"] = DataSource(str(d / "qa"), "validation", "qa", name=f"{recipe.domain}/qa/validation")
         weights = [1.0 - recipe.qa_fraction, recipe.qa_fraction]
+    if recipe.general_fraction > 0:
+        general = Path(recipe.data_root) / recipe.general_data
+        train.append(DataSource(str(general), "train", "text", fraction=recipe.general_fraction,
+                                name=f"{recipe.general_data}/train"))
+        weights = [weights[0] - recipe.general_fraction, *weights[1:], recipe.general_fraction]
     hashes = {}
     for s in [*train, *val.values()]:
         split_dir = Path(s.path) / s.split
