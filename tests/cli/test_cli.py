@@ -82,3 +82,14 @@ def test_tokenizer_train_from_files(tmp_path):
 def test_bench_model_rejects_a_wrong_dtype():
     result = runner.invoke(app, ["bench", "model", "--dtypes", "fp16"])
     assert result.exit_code == 2 and "unknown dtype" in result.stderr
+
+
+def test_no_bitsandbytes_kernel_warning_on_import():
+    """bitsandbytes' offline hub-kernel warning would otherwise precede every command's output."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "import zephyra, peft, bitsandbytes"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "gemm_4bit_forward" not in r.stderr
