@@ -204,6 +204,8 @@ def check_domains(data_root: str | os.PathLike, domains: Sequence[str] | None) -
 def _test_split(path: Path, columns: tuple[str, ...]):
     from datasets import load_from_disk
 
+    if not (path / "dataset_dict.json").is_file():
+        raise FileNotFoundError(f"{path}: no dataset here (zephyra data build writes the domains' datasets)")
     ds = load_from_disk(str(path))
     if "test" not in ds:
         raise EvalError(f"{path}: no test split (has {', '.join(ds)})")

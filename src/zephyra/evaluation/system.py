@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,20 +33,14 @@ LABELS = {"routed": "routed (top-1)", "oracle": "oracle routing", "base": "base 
 def held_out_questions(data_root: str | os.PathLike, domains: list[str], max_questions: int = 50,
                        seed: int = 0) -> list[dict]:
     """[{domain, question, answer}]: each domain's QA test split (``<data_root>/domains/<d>/qa``), at most
-    ``max_questions`` per domain (0: all), the same sample every run (seeded by ``seed`` and the domain)."""
-    from ..data import load
+    ``max_questions`` per domain (0: all), drawn as ``zephyra eval adapters`` draws them (suite.py): with the
+    same seed and cap, the same questions."""
+    from .suite import _test_split, sample_indices
 
     out = []
     for d in domains:
-        data = load(data_root, f"domains/{d}/qa")
-        if "test" not in data:
-            raise ValueError(f"{Path(data_root) / 'domains' / d / 'qa'}: no test split")
-        test = data["test"]
-        missing = {"question", "answer"} - set(test.column_names)
-        if missing:
-            raise ValueError(f"{d} QA test split lacks {', '.join(sorted(missing))}")
-        n = len(test) if max_questions <= 0 else min(len(test), max_questions)
-        rows = test.select(sorted(random.Random(f"{seed}-{d}").sample(range(len(test)), n)))
+        test = _test_split(Path(data_root) / "domains" / d / "qa", ("question", "answer"))
+        rows = test.select(sample_indices(len(test), len(test) if max_questions <= 0 else max_questions, seed))
         out += [{"domain": d, "question": q, "answer": a} for q, a in zip(rows["question"], rows["answer"])]
     if not out:
         raise ValueError("no test questions in any domain")
@@ -55,12 +48,12 @@ def held_out_questions(data_root: str | os.PathLike, domains: list[str], max_que
 
 
 def score(predictions: list[str], references: list[str]) -> dict[str, float]:
-    from .metrics import rouge, squad_scores
+    from .suite import score_answers
 
     if not predictions:
         return {"f1": float("nan"), "exact_match": float("nan"), "rougeL": float("nan"), "n": 0}
-    return {**squad_scores(predictions, references), "rougeL": rouge(predictions, references)["rougeL"],
-            "n": len(predictions)}
+    scores = score_answers(predictions, references)
+    return {"f1": scores["f1"], "exact_match": scores["exact_match"], "rougeL": scores["rougeL"], "n": len(predictions)}
 
 
 def merged_answers(base_dir, adapter_dirs: dict, prompts: list[str], max_new_tokens: int, batch_size: int,
