@@ -11,7 +11,7 @@ C hidden size, V vocabulary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,21 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 
 from .configuration import ZephyraConfig
 from .loss import fused_linear_cross_entropy
+
+# transformers 5.24 renamed the KV-cache argument and output field ``past_key_values`` to ``cache`` (the old name
+# still works, with a deprecation warning on every run). Zephyra's forward takes either name, and its outputs use
+# whichever field the installed transformers declares, so generate() and PEFT find the cache under both releases.
+CACHE_FIELD = "cache" if "cache" in {f.name for f in fields(BaseModelOutputWithPast)} else "past_key_values"
+
+
+def _one_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
+    """The KV cache to use when a caller passes it under either name, or both. Both happens under generate() with
+    PEFT prefix tuning on transformers >= 5.24: generate passes its new, empty ``cache`` while PEFT (which still
+    reads and writes ``past_key_values``) injects the prefix as ``past_key_values`` on every step. The prefix
+    counts only on the first step (``cache`` still empty); after it, ``cache`` holds prefix + tokens."""
+    if cache is None or past_key_values is None or cache is past_key_values:
+        return cache if cache is not None else past_key_values
+    return past_key_values if cache.get_seq_length() == 0 else cache
 
 
 class ZephyraRMSNorm(nn.Module):
@@ -266,8 +281,10 @@ class ZephyraModel(ZephyraPreTrainedModel):
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_trunk_states: bool = False,
+        cache: Cache | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
+        past_key_values = _one_cache(cache, past_key_values)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids or inputs_embeds")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
@@ -293,8 +310,8 @@ class ZephyraModel(ZephyraPreTrainedModel):
             if i + 1 == self.config.num_trunk_layers:
                 trunk_states = x  # (B, T, C): what the router reads
         x = self.norm(x)
-        out = BaseModelOutputWithPast(last_hidden_state=x, past_key_values=past_key_values,
-                                      hidden_states=hidden_states)
+        out = BaseModelOutputWithPast(last_hidden_state=x, hidden_states=hidden_states,
+                                      **{CACHE_FIELD: past_key_values})
         if return_trunk_states:
             out["trunk_states"] = trunk_states
         return out
@@ -328,6 +345,7 @@ class ZephyraForCausalLM(ZephyraPreTrainedModel, GenerationMixin):
         output_hidden_states: bool | None = None,
         return_router_logits: bool = False,
         skip_logits: bool | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> ZephyraCausalLMOutput:
         """``skip_logits`` (default: training with labels) computes the loss chunk by chunk without ever
@@ -335,7 +353,8 @@ class ZephyraForCausalLM(ZephyraPreTrainedModel, GenerationMixin):
         if return_router_logits and self.router_head is None:
             raise ValueError("this model has no router head: set router_labels in its config")
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                         past_key_values=_one_cache(cache, past_key_values), inputs_embeds=inputs_embeds,
+                         use_cache=use_cache,
                          output_hidden_states=output_hidden_states, return_trunk_states=return_router_logits)
         h = out.last_hidden_state  # (B, T, C)
         if skip_logits is None:
@@ -353,8 +372,8 @@ class ZephyraForCausalLM(ZephyraPreTrainedModel, GenerationMixin):
                 loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), shift_y,
                                        ignore_index=-100) if logits.shape[1] == h.shape[1] else None
         router_logits = self.router_head(out["trunk_states"], attention_mask) if return_router_logits else None
-        return ZephyraCausalLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values,
-                                     hidden_states=out.hidden_states, router_logits=router_logits)
+        return ZephyraCausalLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                     router_logits=router_logits, **{CACHE_FIELD: getattr(out, CACHE_FIELD)})
 
     @torch.no_grad()
     def route(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
