@@ -11,6 +11,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from .errors import ArtifactError
 from .io import atomic_write_json
 
 MANIFEST = "manifest.json"
@@ -51,4 +52,4 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: malformed JSON at line {e.lineno}: {e.msg}") from None
+        raise ArtifactError(f"{path}: malformed JSON at line {e.lineno}: {e.msg}") from None

@@ -18,7 +18,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"  # the repo's recipes/ (editable install)
+from .errors import ConfigError
+from .config import RECIPES  # the shipped recipes (package data)
+
 
 DEMO_PROMPTS = [("chat", "hello!"), ("chat", "how are you today?"), ("chat", "what is your name?"),
                 ("raw", "watermelon:"), ("raw", "oak:"), ("raw", "sparrow:"), ("raw", "hammer:")]
@@ -75,7 +77,7 @@ def _train_stage(phase: str) -> Stage:
 
 
 def _domains(cfg: QuickstartConfig) -> list[str]:
-    from .adapters.train import available_domains
+    from .training.adapter import available_domains
 
     return available_domains(cfg.root / "data")
 
@@ -88,7 +90,7 @@ def _adapters_done(cfg: QuickstartConfig) -> bool:
 
 def _adapters_run(cfg: QuickstartConfig, console: Console) -> None:
     """One LoRA adapter per domain (recipes/adapters/default.yaml); a finished adapter is kept, not retrained."""
-    from .adapters.train import load_adapter_recipe, train_adapter
+    from .training.adapter import load_adapter_recipe, train_adapter
 
     table = Table("domain", "held-out ppl: base", "adapter", "ratio", "seconds", title="domain adapters")
     for domain in _domains(cfg):
@@ -126,7 +128,7 @@ def _router_run(cfg: QuickstartConfig, console: Console) -> None:
 
             metrics = read_manifest(out).get("metrics", {})
         else:
-            _, metrics = fit_and_save(kind, cfg.root / "data" / "router", out,
+            _, metrics = fit_and_save(kind, cfg.root / "data" / "router", out, adapters=cfg.root / "adapters",
                                       model=None if kind == "external" else base)
         scores[kind] = float(metrics.get("validation", {}).get("accuracy", 0.0))
         console.print(f"router {kind}: validation accuracy {scores[kind]:.3f}")
@@ -138,21 +140,20 @@ def _router_run(cfg: QuickstartConfig, console: Console) -> None:
 
 
 def _demo(cfg: QuickstartConfig, console: Console) -> None:
-    from .resolve import generate_text, load_model
     from .resolve.system import load_system
 
-    model, tok = load_model(cfg.root / "phase2" / "final")
+    system = load_system(cfg.root / "phase2" / "final", cfg.root / "adapters", cfg.root / "router" / "active")
     table = Table("prompt", "answer", title="Zephyra base model (phase 1 + phase 2)")
     for fmt, prompt in DEMO_PROMPTS:
-        out = generate_text(model, tok, prompt, max_new_tokens=cfg.max_new_tokens, fmt=fmt)
+        (out,) = system.resolve([prompt], adapter="base", max_new_tokens=cfg.max_new_tokens, fmt=fmt)
         table.add_row(prompt, out.text.splitlines()[0] if out.text else "")
     console.print(table)
-    system = load_system(cfg.root / "phase2" / "final", cfg.root / "adapters", cfg.root / "router" / "active")
     table = Table("prompt", "adapter", "confidence", "answer", title="tiny ada: routed answers")
     for r in system.resolve(ROUTED_PROMPTS, max_new_tokens=cfg.max_new_tokens):
         table.add_row(r.prompt, r.adapter, f"{r.confidence:.2f}" if r.confidence is not None else "-",
                       r.text.splitlines()[0] if r.text else "")
     console.print(table)
+    system.close()
 
 
 STAGES = [Stage("data", _data_done, _data_run), _train_stage("phase1"), _train_stage("phase2"),
@@ -165,10 +166,10 @@ def run_quickstart(cfg: QuickstartConfig, force: str | None = None, console: Con
     console = console or Console()
     names = [s.name for s in STAGES]
     if force is not None and force not in names:
-        raise ValueError(f"unknown stage {force!r}; stages: {', '.join(names)}")
+        raise ConfigError(f"unknown stage {force!r}; stages: {', '.join(names)}")
     unknown = sorted(set(cfg.overrides) - {"phase1", "phase2", "adapters"})
     if unknown:
-        raise ValueError(f"overrides for unknown stage(s) {', '.join(unknown)}: use phase1, phase2 or adapters")
+        raise ConfigError(f"overrides for unknown stage(s) {', '.join(unknown)}: use phase1, phase2 or adapters")
     forced = False
     timings = {}
     t_all = time.perf_counter()

@@ -103,17 +103,26 @@ def test_prefix_cannot_be_merged(base):
         merge_adapter(_trained(base, "prefix"))
 
 
-def test_a_trained_router_head_does_not_change_the_base_fingerprint(tmp_path):
-    """Routers are trained after adapters: loading one must not make every adapter look foreign."""
+def test_the_fingerprint_is_the_architecture_and_weights_only(tmp_path):
+    """Router labels and domain lists are no part of a base: a config attribute outside the architecture (an old
+    checkpoint's router_labels, a run-time key a new transformers adds) changes neither the fingerprint nor which
+    adapters load; a changed weight does."""
     import copy
 
     import torch
 
-    from zephyra.adapters import attach_adapter, load_adapter, save_adapter
+    from zephyra.adapters import AdapterMismatchError, attach_adapter, load_adapter, save_adapter
     from zephyra.model import ZephyraForCausalLM, preset_config
 
     base = ZephyraForCausalLM(preset_config("tiny", vocab_size=64)).eval()
+    fp = base_fingerprint(base)
+    assert not any("router" in k for k in fp.arch)
     save_adapter(attach_adapter(copy.deepcopy(base), "lora", name="python"), tmp_path / "ad", domain="python")
+    base.config.router_labels = ["base", "python", "poetry"]
+    base.config.some_runtime_key = True
+    assert base_fingerprint(base) == fp
+    assert "python" in load_adapter(copy.deepcopy(base), tmp_path / "ad").peft_config
     with torch.no_grad():
-        base.router_head.proj.weight.add_(1.0)
-    assert "python" in load_adapter(base, tmp_path / "ad").peft_config
+        base.model.layers[0].mlp.down_proj.weight.add_(1.0)
+    with pytest.raises(AdapterMismatchError, match="same architecture, different weights"):
+        load_adapter(base, tmp_path / "ad")

@@ -52,12 +52,37 @@ def test_generate_refuses_an_empty_prompt_in_one_line(model_dir):
 
 
 def test_generate_cuts_a_too_long_prompt_with_a_warning(model_dir):
-    from zephyra.resolve import generate_text, load_model
+    result = runner.invoke(app, ["generate", "hello there " * 200, "--model", str(model_dir), "--max-new-tokens",
+                                 "4", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["truncated"] and out["prompt_tokens"] == 64 - 4 and "warning: prompt of" in result.stderr
 
-    model, tok = load_model(model_dir)
-    with pytest.warns(UserWarning, match="cut to its last"):
-        out = generate_text(model, tok, "hello there " * 200, max_new_tokens=4)
-    assert out.truncated and out.prompt_tokens == 64 - 4
+
+def test_generate_streams_and_answers_a_file_in_one_process(model_dir, tmp_path):
+    one = runner.invoke(app, ["generate", "hello", "--model", str(model_dir), "--max-new-tokens", "5", "--json"])
+    text = json.loads(one.stdout.strip().splitlines()[-1])["text"]
+    streamed = runner.invoke(app, ["generate", "hello", "--model", str(model_dir), "--max-new-tokens", "5",
+                                   "--stream"])
+    assert streamed.exit_code == 0, streamed.output
+    assert streamed.stdout.strip() == text and "[base forced]" in streamed.stderr
+    events = runner.invoke(app, ["generate", "hello", "--model", str(model_dir), "--max-new-tokens", "5",
+                                 "--stream", "--json"])
+    rows = [json.loads(line) for line in events.stdout.splitlines()]
+    assert "".join(r.get("delta", "") for r in rows[:-1]).strip() == text == rows[-1]["text"]
+    assert rows[-2]["finish_reason"] in ("stop", "length") and rows[-1]["adapter"] == "base"
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "hello"}\n{"messages": [{"role": "system", "content": "be kind"}, '
+                       '{"role": "user", "content": "how are you today?"}]}\n')
+    many = runner.invoke(app, ["generate", "--file", str(prompts), "--model", str(model_dir), "--max-new-tokens",
+                               "5", "--json"])
+    assert many.exit_code == 0, many.output
+    rows = [json.loads(line) for line in many.stdout.splitlines()]
+    assert [r["index"] for r in rows] == [0, 1] and rows[0]["text"] == text and rows[1]["prompt_tokens"] > 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "robot", "content": "hi"}]}\n')
+    refused = runner.invoke(app, ["generate", "--file", str(bad), "--model", str(model_dir)])
+    assert refused.exit_code == 2 and "line 1: messages[0].role must be one of" in refused.stderr
 
 
 def test_generate_names_a_missing_model_directory(tmp_path):

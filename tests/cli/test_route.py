@@ -18,9 +18,10 @@ sys.path[:0] = [str(Path(__file__).parents[1] / "router"), str(Path(__file__).pa
 from resolve_helpers import save_adapters  # noqa: E402
 from router_helpers import make_model, make_split, make_tokenizer  # noqa: E402
 
+from router_helpers import ROUTES  # noqa: E402
+
 from zephyra.cli import app  # noqa: E402
 from zephyra.data import DOMAINS  # noqa: E402
-from zephyra.model import ROUTES  # noqa: E402
 
 runner = CliRunner()
 LONG = "Tell me about compiler, kernel and mutex. " * 80  # far past the tiny model's 128-token context
@@ -131,12 +132,15 @@ def test_long_prompts_are_cut_with_a_warning(system_dirs):
 
 @pytest.fixture(scope="module")
 def resolver(system_dirs):
-    from zephyra.resolve import load_model
-    from zephyra.resolve.resolver import Resolver
-    from zephyra.resolve.system import find_adapter_dirs
+    """The runtime's own answers (a System with no router) to compare the CLI's against."""
+    from zephyra.adapters import scan_adapters
+    from zephyra.loader import load_model
+    from zephyra.resolve import System
 
     model, tok = load_model(system_dirs["base"])
-    return Resolver(model, tok, find_adapter_dirs(system_dirs["adapters"]))
+    system = System(model, tok, scan_adapters(system_dirs["adapters"]))
+    yield system
+    system.close()
 
 
 @pytest.mark.parametrize("adapter", ["python", "geography", "base"])

@@ -188,7 +188,7 @@ def test_failed_build_leaves_no_partial_output(tmp_path, monkeypatch):
 def test_missing_package_fails_or_is_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr(dictd, "DICTD_DIR", tmp_path / "nowhere")
     res = runner.invoke(app, ["build", "--out", str(tmp_path / "a"), "--set", "sources=[devil]"])
-    assert res.exit_code == 1 and not (tmp_path / "a").exists()
+    assert res.exit_code == 2 and not (tmp_path / "a").exists()
     assert "error: source 'devil' needs the apt package 'dict-devil'" in res.output
     assert "apt-get install -y dict-devil" in res.output
     summary = build_all(tmp_path / "b", BuildConfig(sources=["devil"], on_error="skip"), log=lambda m: None)

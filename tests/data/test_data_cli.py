@@ -52,7 +52,7 @@ def test_failed_curate_leaves_no_partial_output(tmp_path):
     bad.write_text('{"text": "fine"}\n{"text": oops}\n')
     out = tmp_path / "out"
     res = runner.invoke(app, ["curate", *map(str, inputs), str(bad), "--out", str(out)])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert res.output.strip().splitlines()[-1].startswith(f"error: {bad}:2: malformed JSON")
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "notes.txt", "rows.jsonl"]  # no temp dirs
@@ -64,7 +64,7 @@ def test_failed_curate_keeps_the_previous_output(tmp_path):
     assert runner.invoke(app, ["curate", *map(str, inputs), "--out", str(out)]).exit_code == 0
     before = read_manifest(out)["metrics"]["sha256"]
     res = runner.invoke(app, ["curate", str(tmp_path / "missing.txt"), "--out", str(out)])
-    assert res.exit_code == 1 and "no such file" in res.output
+    assert res.exit_code == 2 and "no such file" in res.output
     assert read_manifest(out)["metrics"]["sha256"] == before
 
 
@@ -92,4 +92,4 @@ def test_stats_on_a_curate_dir(tmp_path):
     assert (rows["notes.txt"]["records_in"], rows["notes.txt"]["records_out"]) == (4, 2)
     assert rows["notes.txt"]["dropped"] == {"length": 1, "exact_dedup": 1}
     res = runner.invoke(app, ["stats", "--root", str(tmp_path / "nothing")])
-    assert res.exit_code == 1 and "no manifest.json" in res.output
+    assert res.exit_code == 2 and "no manifest.json" in res.output

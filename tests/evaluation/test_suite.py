@@ -15,7 +15,7 @@ from zephyra.evaluation import EvalError, compare_methods, evaluate_matrix, find
     write_report
 from zephyra.evaluation.suite import EvalConfig, Evaluator, answer, perplexity_rows, sample_indices
 from zephyra.model import ZephyraForCausalLM, preset_config
-from zephyra.resolve import load_model
+from zephyra.loader import load_model
 from zephyra.tokenizer import build_tokenizer
 
 runner = CliRunner()
@@ -291,7 +291,7 @@ def test_cli_bad_input_is_one_line(setup, tmp_path, case, expected):
         args["adapters"] = foreign.parent
     res = _eval("adapters", "--base", args["base"], "--adapters", args["adapters"], "--data", data,
                 "--domains", args["domains"], "--out", tmp_path / "r")
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     lines = res.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and expected in lines[-1], res.stderr
     assert not (tmp_path / "r").exists()

@@ -91,7 +91,7 @@ def test_same_weights_give_hf_llamas_logits():
         for n in ("input_layernorm", "post_attention_layernorm"):
             new[p + n + ".weight"] = sd[p + n + ".weight"]
     missing, unexpected = z.load_state_dict(new, strict=False)
-    assert not unexpected and all(k.startswith("router_head") or k == "lm_head.weight" for k in missing)
+    assert not unexpected and missing == ["lm_head.weight"]  # tied to the embedding
     x = ids()
     torch.testing.assert_close(z(x).logits, llama(x).logits, atol=1e-5, rtol=1e-5)
 
@@ -122,24 +122,33 @@ def test_training_loss_path_equals_evaluation_loss_path():
     torch.testing.assert_close(out.loss, eval_loss)
 
 
-def test_router_head_gives_one_logit_per_route_from_the_trunk():
+def test_trunk_states_come_from_the_trunk_alone_and_equal_the_full_pass():
     model, x = tiny(), ids(b=3)
-    labels = model.config.router_labels
-    logits = model.route(x)
-    assert logits.shape == (3, len(labels))
-    torch.testing.assert_close(model(x, return_router_logits=True).router_logits, logits)
-    # routing reads the trunk only: changing a branch layer leaves it unchanged
+    states = model.trunk_states(x)
+    assert states.shape == (3, x.shape[1], model.config.hidden_size)
+    torch.testing.assert_close(model(x, return_trunk_states=True).trunk_states, states)
+    assert model(x).trunk_states is None  # only when asked for
+    # the trunk only: changing a branch layer leaves the states unchanged, changing the trunk does not
     with torch.no_grad():
         model.model.layers[-1].mlp.down_proj.weight.add_(1.0)
-    torch.testing.assert_close(model.route(x), logits)
+    torch.testing.assert_close(model.trunk_states(x), states)
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.add_(1.0)
+    assert not torch.allclose(model.trunk_states(x), states)
 
 
-def test_router_mean_pooling_ignores_padding():
+def test_trunk_states_of_a_left_padded_row_equal_the_unpadded_row():
     model = tiny()
     x = ids(1, 6)
     padded = torch.cat([torch.zeros(1, 2, dtype=torch.long), x], 1)
     mask = torch.cat([torch.zeros(1, 2), torch.ones(1, 6)], 1).long()
-    torch.testing.assert_close(model.route(padded, mask), model.route(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.trunk_states(padded, mask)[:, 2:], model.trunk_states(x), atol=1e-5, rtol=1e-5)
+
+
+def test_the_base_knows_no_router_labels():
+    cfg = preset_config("mini", vocab_size=1000)
+    assert not any("router" in k for k in cfg.to_dict()) and not any("router" in n for n, _ in
+                                                                      ZephyraForCausalLM(cfg).named_parameters())
 
 
 def test_lora_on_the_branch_leaves_the_trunk_untouched():
@@ -171,7 +180,7 @@ def test_lora_on_the_branch_leaves_the_trunk_untouched():
     (dict(hidden_size=30, num_attention_heads=4), "does not divide hidden_size"),
     (dict(num_hidden_layers=2, num_trunk_layers=3), "trunk cannot be deeper"),
     (dict(num_attention_heads=4, num_key_value_heads=3), "does not divide num_attention_heads"),
-    (dict(router_labels=["base", "base"]), "router_labels"),
+    (dict(hidden_act="gelu"), "hidden_act must be"),
 ])
 def test_bad_configs_fail_with_one_clear_line(kw, fragment):
     with pytest.raises(ZephyraConfigError) as err:

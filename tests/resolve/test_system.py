@@ -12,9 +12,10 @@ from resolve_helpers import save_adapters
 sys.path.insert(0, str(Path(__file__).parents[1] / "router"))
 from router_helpers import WORDS, make_model, make_split, make_tokenizer  # noqa: E402
 
+from zephyra.adapters import scan_adapters  # noqa: E402
 from zephyra.data import DOMAINS  # noqa: E402
-from zephyra.resolve.resolver import Resolver  # noqa: E402
-from zephyra.resolve.system import ResolveError, find_adapter_dirs, load_system  # noqa: E402
+from zephyra.errors import ArtifactError  # noqa: E402
+from zephyra.resolve.system import ResolveError, System, load_system  # noqa: E402
 
 N = 4
 
@@ -47,7 +48,9 @@ def dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def system(dirs):
-    return load_system(dirs["base"], dirs["adapters"], dirs["router"])
+    s = load_system(dirs["base"], dirs["adapters"], dirs["router"])
+    yield s
+    s.close()
 
 
 def test_load_system_finds_the_three_parts(system, dirs):
@@ -68,7 +71,8 @@ def test_missing_parts_are_notes_and_asking_for_them_is_one_line(dirs, tmp_path)
     with pytest.raises(ResolveError, match="no adapter named 'python'; known: auto, base$"):
         s.resolve("hi", adapter="python")
     assert s.resolve("hi", adapter="base", max_new_tokens=N)[0].adapter == "base"
-    with pytest.raises(FileNotFoundError, match="not a model directory"):
+    s.close()
+    with pytest.raises(ArtifactError, match="not a model directory"):
         load_system(tmp_path / "nothing")
 
 
@@ -78,7 +82,7 @@ def test_a_domain_without_its_adapter_is_answered_by_the_base(dirs, tmp_path):
     for d in ("computing", "python"):
         (some / d).symlink_to(dirs["adapters"] / d)
     s = load_system(dirs["base"], some, dirs["router"])
-    assert any("no adapter for shakespeare" in n for n in s.notes)
+    assert any(n.startswith("no adapter for") and "shakespeare" in n for n in s.notes)
     out = s.resolve(["Who is Ophelia?", "What is a compiler?"], max_new_tokens=N)
     assert [o.adapter for o in out] == ["base", "computing"]
     assert max(out[0].scores, key=out[0].scores.get) == "shakespeare"  # the router's choice stays visible
@@ -88,11 +92,20 @@ def test_a_domain_without_its_adapter_is_answered_by_the_base(dirs, tmp_path):
         assert set(f.weights) <= {"computing", "python"}  # only what is loaded
     assert sum(fused[0].weights.values()) < 1e-3  # shakespeare's share went to the base
     assert fused[1].adapter == "python"
+    s.close()
 
 
-def test_find_adapter_dirs_names_by_manifest_domain(dirs, tmp_path):
-    assert find_adapter_dirs(dirs["adapters"]) == {d: dirs["adapters"] / d for d in DOMAINS}
-    assert find_adapter_dirs(tmp_path / "absent") == {} and find_adapter_dirs(None) == {}
+def test_scan_adapters_names_by_manifest_and_refuses_duplicates(dirs, tmp_path):
+    assert scan_adapters(dirs["adapters"]) == {d: dirs["adapters"] / d for d in sorted(DOMAINS)}
+    assert scan_adapters(tmp_path / "absent") == {} and scan_adapters(None) == {}
+    assert scan_adapters(dirs["adapters"] / "python") == {"python": dirs["adapters"] / "python"}
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    for name in ("a", "b"):
+        (twice / name).symlink_to(dirs["adapters"] / "python")
+    (twice / ".python.tmp").symlink_to(dirs["adapters"] / "chemistry")  # an atomic write in progress: skipped
+    with pytest.raises(ArtifactError, match="two adapters named 'python' \\(a, b\\)"):
+        scan_adapters(twice)
 
 
 # --- the system comparison ------------------------------------------------------------------------------------
@@ -109,11 +122,10 @@ def test_compare_systems_oracle_row_is_the_forced_adapters(comparison, dirs):
     assert comparison["domains"] == list(DOMAINS) and comparison["questions"] == dict.fromkeys(DOMAINS, 3)
     answers = comparison["answers"]
     assert len(answers) == 18
-    model_dirs = find_adapter_dirs(dirs["adapters"])
-    from zephyra.resolve import load_model
+    from zephyra.loader import load_model
 
     model, tok = load_model(dirs["base"])
-    resolver = Resolver(model, tok, model_dirs)
+    resolver = System(model, tok, scan_adapters(dirs["adapters"]))
     for d in DOMAINS:
         rows = [a for a in answers if a["domain"] == d]
         forced = resolver.resolve([a["question"] for a in rows], adapter=d, max_new_tokens=N)
@@ -126,6 +138,7 @@ def test_compare_systems_oracle_row_is_the_forced_adapters(comparison, dirs):
     assert routing["accuracy"] == 1.0 and routing["to_base"] == 0.0
     assert [a["routed"] for a in answers] == [a["oracle"] for a in answers]
     assert comparison["systems"]["routed"]["overall"] == comparison["systems"]["oracle"]["overall"]
+    resolver.close()
 
 
 def test_compare_systems_scores_and_markdown(comparison):
@@ -158,15 +171,12 @@ def test_held_out_questions_are_capped_and_deterministic(dirs):
 
 
 def test_the_entry_point_writes_the_report(dirs, tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from zephyra.evaluation.system import system_command
+    from zephyra.evaluation.cli import app
 
-    app = typer.Typer()
-    app.command()(system_command)
     out = tmp_path / "eval"
-    result = CliRunner().invoke(app, ["--out", str(out), "--base", str(dirs["base"]), "--adapters",
+    result = CliRunner().invoke(app, ["system", "--out", str(out), "--base", str(dirs["base"]), "--adapters",
                                       str(dirs["adapters"]), "--router", str(dirs["router"]), "--data",
                                       str(dirs["data"]), "--max-questions", "1", "--max-new-tokens", "2"])
     assert result.exit_code == 0, result.output
@@ -174,6 +184,6 @@ def test_the_entry_point_writes_the_report(dirs, tmp_path):
     report = json.loads((out / "system.json").read_text())
     assert report["questions"] == dict.fromkeys(DOMAINS, 1)
     assert json.loads((out / "manifest.json").read_text())["kind"] == "report"
-    bad = CliRunner().invoke(app, ["--out", str(tmp_path / "x"), "--base", str(dirs["base"]), "--router",
+    bad = CliRunner().invoke(app, ["system", "--out", str(tmp_path / "x"), "--base", str(dirs["base"]), "--router",
                                    str(tmp_path / "none"), "--adapters", str(dirs["adapters"])])
     assert bad.exit_code == 2 and "needs a router and adapters" in bad.output

@@ -7,10 +7,9 @@ import json
 
 import pytest
 import torch
-from router_helpers import make_model
+from router_helpers import ROUTES, make_model
 
 from zephyra.adapters import attach_adapter, save_adapter
-from zephyra.model import ROUTES
 from zephyra.router import (
     ArrowConfig, ArrowRouter, RouterArtifactError, build_arrow_router, find_adapters, load_router, lora_prototypes,
     route_metrics,

@@ -1,7 +1,7 @@
 """The routing-cost benchmark runs, on a tiny model, and reports what it promises."""
 
 import pytest
-from router_helpers import make_model
+from router_helpers import ROUTES, make_model
 
 from zephyra.router import InModelRouter, bench_router_overhead
 
@@ -11,7 +11,7 @@ PROMPTS = ["What is a compiler?", "Who is Hamlet?", "hello", "Define ethanol.", 
 def test_bench_reports_prefill_with_and_without_the_head(tok):
     model = make_model(tok)
     result = bench_router_overhead(model, tok, PROMPTS, batch_size=4, repeats=4, warmup=1,
-                                   routers={"inmodel": InModelRouter(model, tok)})
+                                   routers={"inmodel": InModelRouter(model, tok, ROUTES)})
     assert result.prefill_ms > 0 and result.prefill_router_ms > 0 and result.head_ms > 0
     assert result.repeats == 4 and result.prompt_tokens >= 8 and set(result.routers) == {"inmodel"}
     md = result.markdown()

@@ -1,5 +1,6 @@
-"""The in-model router: the head fitted on cached trunk features, routing held-out phrasings, abstention,
-the JSON contract, bad and over-long prompts, routing from a forward pass's own router logits, save/load."""
+"""The in-model router: the head (its own artifact, not the base's) fitted on cached trunk features, routing
+held-out phrasings, abstention, the JSON contract, bad and over-long prompts, routing from a forward pass's own
+trunk states, save/load, and a new label set on the same, unchanged base."""
 
 import copy
 import json
@@ -8,36 +9,41 @@ import warnings
 
 import pytest
 import torch
-from router_helpers import gibberish, make_model
+from router_helpers import ROUTES, gibberish, make_model
 
-from zephyra.model import ROUTES
 from zephyra.router import (
     EmptyPromptError, InModelRouter, InModelTrainConfig, PromptTruncatedWarning, RouterArtifactError,
-    RouterDataError, RouterSplit, load_router, route_metrics, router_base_fingerprint, train_inmodel_router,
+    RouterDataError, RouterHead, RouterSplit, load_router, route_metrics, router_base_fingerprint,
+    train_inmodel_router,
 )
-from zephyra.router.features import head_logits, trunk_features
-from zephyra.router.inmodel import features_to_logits
+from zephyra.router.features import padded_batches, trunk_features
 
 
 def test_cached_features_give_exactly_the_heads_logits(tok, splits):
     model = make_model(tok, seed=3)
-    with torch.no_grad():  # a head whose norm weight is not all ones, to check it is applied after pooling
-        model.router_head.norm.weight.uniform_(0.5, 1.5)
-    router = InModelRouter(model, tok)
+    router = InModelRouter(model, tok, ROUTES)
+    with torch.no_grad():  # a head whose scale is not all ones (to check it applies after pooling), and weights
+        router.head.norm.weight.uniform_(0.5, 1.5)
+        router.head.proj.weight.normal_()
     enc = router.encode(splits["validation"].prompts[:20])
-    via_features = features_to_logits(model.router_head, trunk_features(model, enc, batch_size=8))
-    assert torch.allclose(via_features, head_logits(model, enc, batch_size=8), atol=1e-5)
+    via_features = router.head.from_features(trunk_features(model, router.head, enc, batch_size=8))
+    rows, ids, mask = next(padded_batches(enc, 20, 0))
+    direct = router.head(model(input_ids=ids, attention_mask=mask, return_trunk_states=True).trunk_states, mask)
+    assert torch.allclose(via_features[rows], direct, atol=1e-5)
+    # the trunk alone gives the same states as the full forward pass at the trunk/branch boundary
+    torch.testing.assert_close(model.trunk_states(ids, mask), model(input_ids=ids, attention_mask=mask,
+                                                                     return_trunk_states=True).trunk_states)
 
 
-def test_training_changes_the_head_and_nothing_else(tok, splits):
+def test_training_leaves_the_base_untouched(tok, splits):
     model = make_model(tok)
     before = copy.deepcopy(model.state_dict())
     small = RouterSplit(splits["train"].prompts[:60], splits["train"].labels[:60])
-    train_inmodel_router(model, tok, small, splits["validation"], InModelTrainConfig(max_epochs=5))
-    after = model.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed and all(k.startswith("router_head.") for k in changed)
-    assert not any(p.requires_grad for p in model.parameters())
+    router, _ = train_inmodel_router(model, tok, small, splits["validation"], InModelTrainConfig(max_epochs=5))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and before.keys() == \
+        model.state_dict().keys()
+    assert router.head.proj.weight.abs().sum() > 0  # the head learned something
+    assert not any(k.startswith("router") for k in model.state_dict())  # and it is not part of the base
 
 
 def test_held_out_phrasings_are_routed(trained, splits):
@@ -90,15 +96,11 @@ def test_routing_from_the_prompts_own_forward_pass(trained):
     for p, d in zip(prompts, direct):
         ids = torch.tensor([router.encode([p])[0]])
         with torch.no_grad():
-            out = model(input_ids=ids, use_cache=True, logits_to_keep=1, return_router_logits=True)
-        (again,) = router.route_from_logits(out.router_logits, [p])
+            out = model(input_ids=ids, use_cache=True, logits_to_keep=1, return_trunk_states=True)
+        (again,) = router.route_trunk(out.trunk_states, None, [p])
         assert again.adapter == d.adapter and again.confidence == pytest.approx(d.confidence, abs=1e-4)
-        with torch.no_grad():
-            trunk = model.model(input_ids=ids, use_cache=False, return_trunk_states=True)["trunk_states"]
-        (third,) = router.route_from_trunk_states(trunk, None, [p])
-        assert third.to_json() == again.to_json()
-        (fourth,) = router(out.router_logits)  # the runtime's callback form: logits in, decisions out
-        assert fourth.prompt == "" and fourth.scores == again.scores
+        (third,) = router.route_trunk(out.trunk_states, torch.ones_like(ids))  # the runtime's form
+        assert third.prompt == "" and third.scores == again.scores
 
 
 def test_save_load_round_trip_and_other_base_refused(trained, tok, tmp_path):
@@ -107,10 +109,12 @@ def test_save_load_round_trip_and_other_base_refused(trained, tok, tmp_path):
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["kind"] == "router" and manifest["router_kind"] == "inmodel"
     assert manifest["base"]["fingerprint"] == router_base_fingerprint(model).digest
-    fresh = make_model(tok)  # the same base, its router head untrained
+    assert {p.name for p in path.iterdir()} == {"router.json", "router.safetensors", "manifest.json"}
+    fresh = make_model(tok)  # the same base
     fp = router_base_fingerprint(fresh)
     loaded = load_router(path, model=fresh, tokenizer=tok)
-    assert router_base_fingerprint(fresh) == fp  # loading a head does not change the base's identity
+    assert router_base_fingerprint(fresh) == fp  # loading a router does not change the base's identity
+    assert loaded.labels == router.labels and loaded.head is not router.head
     prompts = ["Give me details on Peru, please.", "xqzv blorp", "Lima: what is that exactly?"]
     assert [d.to_json() for d in loaded.route(prompts)] == [d.to_json() for d in router.route(prompts)]
     with pytest.raises(RouterArtifactError, match="refusing"):
@@ -120,13 +124,44 @@ def test_save_load_round_trip_and_other_base_refused(trained, tok, tmp_path):
 def test_labels_the_head_cannot_output_are_refused(tok, splits):
     bad = RouterSplit(["How do I bake bread?"], ["cooking"])
     with pytest.raises(RouterDataError, match="cooking"):
-        train_inmodel_router(make_model(tok), tok, bad, splits["validation"])
+        train_inmodel_router(make_model(tok), tok, bad, splits["validation"], InModelTrainConfig(labels=ROUTES))
 
 
-def test_a_model_without_router_head_is_refused(tok):
-    model = make_model(tok, separable=False, router_labels=None)
-    with pytest.raises(ValueError, match="no router head"):
-        InModelRouter(model, tok)
+def test_a_new_label_set_is_a_new_router_on_the_same_base(trained, tok, splits, tmp_path):
+    """An eighth route (a new adapter) needs a new router only: the base and its fingerprint are unchanged, the
+    old router still loads and routes as before, and the new one knows the new label."""
+    model, router, _ = trained
+    fp = router_base_fingerprint(model).digest
+    old_path = router.save(tmp_path / "seven")
+    words = ["sonnet", "stanza", "couplet", "haiku", "limerick", "ballad", "ode", "elegy"]
+    extra = {s: RouterSplit([f"{t} {w}?" for w in words for t in ts], ["poetry"] * len(words) * len(ts))
+             for s, ts in (("train", ["Write me a", "What makes a good"]), ("validation", ["Tell me about"]))}
+    train = RouterSplit(splits["train"].prompts + extra["train"].prompts, splits["train"].labels + extra["train"].labels)
+    val = RouterSplit(splits["validation"].prompts + extra["validation"].prompts,
+                      splits["validation"].labels + extra["validation"].labels)
+    new, _ = train_inmodel_router(model, tok, train, val)
+    assert new.labels == [*ROUTES[:4], "poetry", *ROUTES[4:]] and router_base_fingerprint(model).digest == fp
+    assert new.route(["Recite an ode?"])[0].scores["poetry"] > 0
+    old = load_router(old_path, model=model, tokenizer=tok)
+    prompts = ["Give me details on Peru, please.", "hello"]
+    assert [d.to_json() for d in old.route(prompts)] == [d.to_json() for d in router.route(prompts)]
+
+
+def test_a_non_zephyra_base_is_refused(tok):
+    from zephyra.model.baselines import llama_config_like
+
+    from transformers import LlamaForCausalLM
+
+    llama = LlamaForCausalLM(llama_config_like(make_model(tok, separable=False).config))
+    with pytest.raises(RouterArtifactError, match="reads a Zephyra trunk"):
+        InModelRouter(llama, tok, ROUTES)
+
+
+def test_the_head_checks_its_settings():
+    with pytest.raises(ValueError, match="pooling"):
+        RouterHead(8, 3, pooling="max")
+    with pytest.raises(ValueError, match="two or more labels"):
+        RouterHead(8, 1)
 
 
 def test_the_router_does_not_warn_on_ordinary_prompts(trained):

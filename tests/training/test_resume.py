@@ -105,7 +105,7 @@ def test_cli_reports_a_corrupt_checkpoint_in_one_line(tmp_path, reference):
     shutil.copytree(ref_out / "checkpoints", out / "checkpoints")
     _flip_byte(list_checkpoints(out / "checkpoints")[-1][1] / "optimizer.pt")
     r = CliRunner().invoke(app, ["base", str(write_recipe(tmp_path / "r.yaml", {**d, "out_dir": str(out)}))])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert r.output.startswith("error: refusing checkpoint") and "optimizer.pt does not match its sha256" in r.output
 
 

@@ -23,6 +23,8 @@ from peft.utils.constants import (
 )
 from torch import nn
 
+from ..errors import ConfigError
+
 METHODS = ("lora", "dora", "qlora", "ia3", "prefix")
 
 # The names under which transformers models keep their layer list (PEFT's own COMMON_LAYERS_PATTERN).
@@ -38,7 +40,7 @@ ZEPHYRA_LINEARS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
 ZEPHYRA_IA3 = (["qkv_proj", "down_proj"], ["down_proj"])
 
 
-class AdapterConfigError(ValueError):
+class AdapterConfigError(ConfigError):
     """An adapter spec that cannot build a PEFT config; the message is one line."""
 
 

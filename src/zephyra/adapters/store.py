@@ -22,6 +22,7 @@ from pathlib import Path
 from peft import PeftConfig, PeftModel, get_peft_model
 from torch import nn
 
+from ..errors import ArtifactError
 from ..io import atomic_directory
 from ..manifest import read_manifest, write_manifest
 from .fingerprint import FINGERPRINT_ATTR, BaseFingerprint, base_fingerprint, unwrap
@@ -31,7 +32,7 @@ from .quant import quantize_base_
 SPECS_ATTR = "zephyra_adapter_specs"  # {adapter name: AdapterSpec}, kept on the PeftModel for save_adapter
 
 
-class AdapterMismatchError(ValueError):
+class AdapterMismatchError(ArtifactError):
     """An adapter that does not belong to this base (or this model); the message is one line."""
 
 

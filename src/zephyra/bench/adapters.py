@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from transformers.cache_utils import DynamicCache
 
+from ..errors import ConfigError
 from ..adapters import attach_adapter, base_fingerprint, load_adapter, merge_adapter, save_adapter
 from ..model import ZephyraForCausalLM, preset_config
 from ..resolve.lora import AdapterBank
@@ -57,13 +58,13 @@ class AdapterBenchConfig:
 
     def __post_init__(self):
         if self.dtype not in ("fp32", "bf16"):
-            raise ValueError(f"dtype must be fp32 or bf16, got {self.dtype!r}")
+            raise ConfigError(f"dtype must be fp32 or bf16, got {self.dtype!r}")
         if self.batch % self.adapters:
-            raise ValueError(f"batch {self.batch} must be a multiple of adapters {self.adapters} "
+            raise ConfigError(f"batch {self.batch} must be a multiple of adapters {self.adapters} "
                              "(one batch per adapter splits it evenly)")
         unknown = sorted(set(self.variants or []) - set(VARIANTS))
         if unknown:
-            raise ValueError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+            raise ConfigError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
 
 
 # Generation variants. "HF" = transformers' model.generate; the others use our loop (resolve.multi.decode).

@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ConfigError
+
 TCMALLOC_CANDIDATES = ["/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
                        "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4"]
 
@@ -40,11 +42,11 @@ class ModelBenchConfig:
     def __post_init__(self):
         bad = [d for d in self.dtypes if d not in ("fp32", "bf16")]
         if bad:
-            raise ValueError(f"unknown dtype(s) {bad}: use fp32 and/or bf16")
+            raise ConfigError(f"unknown dtype(s) {bad}: use fp32 and/or bf16")
         if self.allocator not in ("system", "tcmalloc"):
-            raise ValueError(f"allocator must be 'system' or 'tcmalloc', got {self.allocator!r}")
+            raise ConfigError(f"allocator must be 'system' or 'tcmalloc', got {self.allocator!r}")
         if "llama" not in self.archs:
-            raise ValueError("archs must include 'llama': every ratio is against it")
+            raise ConfigError("archs must include 'llama': every ratio is against it")
 
 
 def tcmalloc_path() -> str:

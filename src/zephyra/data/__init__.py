@@ -8,13 +8,14 @@
 Heavy imports (datasets, datasketch, nltk) happen inside the functions that need them.
 """
 
-from .build import build_all
-from .config import AugmentConfig, BuildConfig, ConfigError, CurateConfig, load_config
-from .curate import Pipeline, build_steps, curate
-from .records import DOMAINS, DataError, SourceMissing
-from .sources import SOURCE_NAMES, get_source, read_files
-from .store import load
+from .._lazy import exports
 
-__all__ = ["AugmentConfig", "BuildConfig", "ConfigError", "CurateConfig", "DOMAINS", "DataError", "Pipeline",
-           "SOURCE_NAMES", "SourceMissing", "build_all", "build_steps", "curate", "get_source", "load",
-           "load_config", "read_files"]
+__getattr__, __dir__, __all__ = exports(__name__, {
+    "build": ["build_all"],
+    "..config": ["ConfigError", "load_config"],
+    "config": ["AugmentConfig", "BuildConfig", "CurateConfig"],
+    "curate": ["Pipeline", "build_steps", "curate"],
+    "records": ["DOMAINS", "DataError", "SourceMissing"],
+    "sources": ["SOURCE_NAMES", "get_source", "read_files"],
+    "store": ["load"],
+})

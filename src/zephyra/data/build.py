@@ -22,7 +22,8 @@ from pathlib import Path
 from ..io import atomic_directory
 from ..manifest import write_manifest
 from .augment import augment_records, paraphrase_qa
-from .config import BuildConfig, ConfigError, CurateConfig, to_dict
+from ..config import ConfigError, to_dict
+from .config import BuildConfig, CurateConfig
 from .curate import curate, merge_stats, tidy
 from .ngrams import NgramIndex, decontaminate
 from .phase1 import build_phase1

@@ -15,22 +15,11 @@ from typing import Optional
 
 import typer
 
-from .config import ConfigError
-from .records import DataError, SourceMissing
+from .. import clikit
 
-app = typer.Typer(help="Data: build the datasets from installed packages, curate your own files, statistics.",
-                  no_args_is_help=True)
+app = clikit.app("Data: build the datasets from installed packages, curate your own files, statistics.")
 
 ON_ERROR_HELP = "fail: stop at the first bad file or line; skip: leave it out and count it"
-
-
-def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(1)
-
-
-# bad input, bad settings, a missing package: a one-line message, not a traceback
-_USER_ERRORS = (DataError, ConfigError, SourceMissing, FileNotFoundError, FileExistsError)
 
 
 @app.command()
@@ -42,7 +31,8 @@ def build(out: Path = typer.Option(Path("runs/data"), "--out", help="ROOT: where
           as_json: bool = typer.Option(False, "--json", help="print the summary as JSON")):
     """Build phase1, phase2, domains/<d>/{raw,qa} and router under ROOT (each with manifest.json)."""
     from .build import build_all
-    from .config import BuildConfig, load_config
+    from ..config import load_config
+    from .config import BuildConfig
     from .stats import format_table, write_plots
 
     overrides = list(set_)
@@ -50,11 +40,8 @@ def build(out: Path = typer.Option(Path("runs/data"), "--out", help="ROOT: where
         overrides.append(f"max_records_per_source={max_records}")
     if on_error is not None:
         overrides.append(f"on_error={on_error}")
-    try:
-        cfg = load_config(BuildConfig, config, overrides)
-        summary = build_all(out, cfg, log=lambda msg: typer.echo(msg, err=True))
-    except _USER_ERRORS as e:
-        _fail(e)
+    cfg = load_config(BuildConfig, config, overrides)
+    summary = build_all(out, cfg, log=lambda msg: typer.echo(msg, err=True))
     from ..manifest import read_manifest
 
     plots = write_plots(out, read_manifest(out))
@@ -79,28 +66,25 @@ def curate_cmd(inputs: list[Path] = typer.Argument(..., help="files (.txt .md .j
                set_: list[str] = typer.Option([], "--set", help="override, e.g. near_dedup.threshold=0.7")):
     """Run the curation steps over your files and save the result (atomically) in DIR."""
     from ..io import atomic_directory, sha256_file
-    from .config import CurateConfig, load_config, to_dict
+    from ..config import load_config, to_dict
+    from .config import CurateConfig
     from .curate import curate
     from .sources.userfiles import ReadStats, expand, read_files
     from .store import save_dataset
 
     if on_error not in ("fail", "skip") or unit not in ("paragraph", "line", "file"):
-        _fail(ValueError(f"--on-error must be fail or skip, --unit paragraph, line or file "
-                         f"(got {on_error!r}, {unit!r})"))
+        clikit.fail(f"--on-error must be fail or skip, --unit paragraph, line or file (got {on_error!r}, {unit!r})")
     t0 = time.time()
-    try:
-        cfg = load_config(CurateConfig, config, list(set_))
-        files = expand(inputs)
-        read = ReadStats()
-        with atomic_directory(out) as tmp:
-            records = read_files(files, on_error=on_error, text_field=text_field, domain=domain, licence=licence,
-                                 unit=unit, stats=read)
-            kept, stats = curate(records, cfg)
-            save_dataset(tmp, "curated", kept, name=out.name, config=to_dict(cfg), curation=stats,
-                         reading=read.as_dict(), inputs={str(f): {"sha256": sha256_file(f)} for f in files},
-                         metrics={"seconds": round(time.time() - t0, 2)})
-    except _USER_ERRORS as e:
-        _fail(e)
+    cfg = load_config(CurateConfig, config, list(set_))
+    files = expand(inputs)
+    read = ReadStats()
+    with atomic_directory(out) as tmp:
+        records = read_files(files, on_error=on_error, text_field=text_field, domain=domain, licence=licence,
+                             unit=unit, stats=read)
+        kept, stats = curate(records, cfg)
+        save_dataset(tmp, "curated", kept, name=out.name, config=to_dict(cfg), curation=stats,
+                     reading=read.as_dict(), inputs={str(f): {"sha256": sha256_file(f)} for f in files},
+                     metrics={"seconds": round(time.time() - t0, 2)})
     result = {"in": stats["in"], "out": stats["out"], "dropped": stats["dropped"], "skipped": dict(read.skipped)}
     if as_json:
         typer.echo(json.dumps(result))
@@ -119,13 +103,10 @@ def stats_cmd(root: Path = typer.Option(Path("runs/data"), "--root", help="a bui
     from ..manifest import read_manifest
     from .stats import source_rows, stats
 
-    try:
-        if as_json:
-            typer.echo(json.dumps(source_rows(read_manifest(root))))
-            return
-        table, files = stats(root, plots=plots)
-    except _USER_ERRORS as e:
-        _fail(e)
+    if as_json:
+        typer.echo(json.dumps(source_rows(read_manifest(root))))
+        return
+    table, files = stats(root, plots=plots)
     typer.echo(table)
     for f in files:
         typer.echo(f"wrote {f}")

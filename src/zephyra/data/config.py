@@ -1,24 +1,16 @@
 """Typed settings for the data layer: curation, augmentation and the full build.
 
-The dataclasses are the schema. ``load_config(BuildConfig, "recipe.yaml", ["curate.near_dedup.threshold=0.7"])``
-reads YAML, applies ``key=value`` overrides and refuses unknown keys and wrong types with a one-line error that
-names the key. The resolved config (``asdict``) is written into every dataset's manifest.
+The dataclasses are the schema; zephyra.config loads them (``load_config(BuildConfig, "build.yaml",
+["curate.near_dedup.threshold=0.7"])``) with the project's one set of rules: unknown keys and wrong types are
+one-line errors naming the key. The resolved config (``to_dict``) is written into every dataset's manifest.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
-import yaml
-
-
-class ConfigError(ValueError):
-    """A setting that does not fit the schema (unknown key, wrong type, value out of range)."""
+from ..errors import ConfigError
 
 
 # --- curation ------------------------------------------------------------------------------------------------
@@ -156,108 +148,10 @@ class BuildConfig:
             raise ConfigError("decontaminate_ngram below 5 would drop ordinary phrases")
 
 
-# --- loading -------------------------------------------------------------------------------------------------
-
-T = typing.TypeVar("T")
-
+# --- checks ------------------------------------------------------------------------------------------------
 
 def _check_fraction(obj, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{type(obj).__name__}.{name} must lie in [0, 1], got {value}")
-
-
-def from_dict(cls: type[T], data, where: str = "") -> T:
-    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types are errors naming the key."""
-    label = where or cls.__name__
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{label}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"{label}: unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(known)})")
-    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        raise ConfigError(f"{label}: {e}") from None
-
-
-def _coerce(tp, value, where: str):
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: must be one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            try:
-                return _coerce(arg, value, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: {value!r} fits none of {tp}")
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        return origin(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return {str(k): _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if tp is type(None):
-        if value is not None:
-            raise ConfigError(f"{where}: expected null")
-        return None
-    return _scalar(tp, value, where)
-
-
-def _scalar(tp, value, where: str):
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    # bool is a subclass of int: refuse ``min_words: true`` explicitly
-    if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """``["a.b=3", "c=[x, y]"]`` -> nested updates; values are parsed as YAML (so 3 is an int, true a bool)."""
-    data = dict(data or {})
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r}: expected key=value")
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            node[part] = child = dict(child) if isinstance(child, dict) else {}
-            node = child
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
-    return data
-
-
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """YAML file (optional) + ``key=value`` overrides -> a validated ``cls``."""
-    data: dict = {}
-    if path:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}{line}: malformed YAML: {getattr(e, 'problem', e)}") from None
-    return from_dict(cls, apply_overrides(data, overrides or []))
-
-
-def to_dict(config) -> dict:
-    return dataclasses.asdict(config)

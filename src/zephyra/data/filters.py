@@ -12,6 +12,7 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
+from ..errors import DataError
 from .config import NormaliseConfig, PIIConfig, QualityConfig
 
 WORD_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?")  # letters/digits, with an inner apostrophe ("don't", "o'er")
@@ -141,7 +142,7 @@ def load_blocklist(extra_file: str = "") -> frozenset[str]:
     try:
         extra = {w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines()}
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot read blocklist: {e}") from None
+        raise DataError(f"{path}: cannot read blocklist: {e}") from None
     return _BLOCKLIST | {w for w in extra if w and not w.startswith("#")}
 
 

@@ -19,11 +19,10 @@ DOMAINS: tuple[str, ...] = ("computing", "python", "shakespeare", "scripture", "
 GENERAL = "general"
 
 
-class DataError(ValueError):
-    """Bad input data: the message names the file (and line, where there is one) and the problem."""
+from ..errors import DataError  # noqa: E402  bad input data: names the file (and line) and the problem
 
 
-class SourceMissing(RuntimeError):
+class SourceMissing(DataError):
     """A source's package is not installed; the message says which package and how to install it."""
 
 

@@ -4,13 +4,10 @@ verdict, the comparison of adapter methods, and their reports (docs/evaluation.m
     zephyra eval adapters --base runs/phase2/final --adapters runs/adapters --data runs/data --out runs/eval
 """
 
-from .report import write_method_report, write_report
-from .suite import (
-    AdapterInfo, Cell, EvalConfig, EvalError, Goals, MatrixResult, MethodComparison, MethodRow, Verdict,
-    compare_methods, evaluate_matrix, find_adapters,
-)
+from .._lazy import exports
 
-__all__ = [
-    "AdapterInfo", "Cell", "EvalConfig", "EvalError", "Goals", "MatrixResult", "MethodComparison", "MethodRow",
-    "Verdict", "compare_methods", "evaluate_matrix", "find_adapters", "write_method_report", "write_report",
-]
+__getattr__, __dir__, __all__ = exports(__name__, {
+    "report": ["write_method_report", "write_report"],
+    "suite": ["AdapterInfo", "Cell", "EvalConfig", "EvalError", "Goals", "MatrixResult", "MethodComparison",
+              "MethodRow", "Verdict", "compare_methods", "evaluate_matrix", "find_adapters"],
+})

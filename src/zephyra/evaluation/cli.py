@@ -5,7 +5,7 @@
         --data runs/data --out runs/eval-methods
 
 Bad input (no base, no adapters, an unknown domain, an adapter trained on another base) is one line on stderr
-and exit status 1. Heavy imports happen inside the commands, so ``zephyra --help`` stays fast.
+and exit status 2 (zephyra.clikit). Heavy imports happen inside the commands, so ``zephyra --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="The evaluation suite: isolation matrix of adapters x domains, and adapter methods compared.",
-                  no_args_is_help=True)
+from .. import clikit
+
+app = clikit.app("The evaluation suite: isolation matrix of adapters x domains, and adapter methods compared.")
 
 Base = Annotated[Path, typer.Option(help="base model directory (model + tokenizer)")]
 Data = Annotated[Path, typer.Option(help="data root holding domains/<domain>/{raw,qa}")]
@@ -26,15 +27,6 @@ MaxQuestions = Annotated[int, typer.Option(help="QA test questions per domain")]
 MaxNew = Annotated[int, typer.Option(help="greedy answer length cap, tokens")]
 Batch = Annotated[int, typer.Option(help="perplexity rows per forward pass (and prompts per PEFT generate call)")]
 GenBatch = Annotated[int, typer.Option(help="(question, adapter) rows per shared LoRA decoding batch")]
-
-
-def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def _quiet() -> None:
@@ -71,14 +63,11 @@ def adapters(
     from .suite import evaluate_matrix, find_adapters
 
     _quiet()
-    try:
-        found = find_adapters(adapters)
-        typer.echo(f"evaluating base + {len(found)} adapters ({', '.join(found)})", err=True)
-        result = evaluate_matrix(base, found, data, _split(domains), max_ppl_tokens=max_ppl_tokens,
-                                 max_questions=max_questions, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                 gen_batch_size=gen_batch_size)
-    except (ValueError, FileNotFoundError, KeyError) as e:  # AdapterMismatchError and EvalError are ValueErrors
-        fail(_first_line(e))
+    found = find_adapters(adapters)
+    typer.echo(f"evaluating base + {len(found)} adapters ({', '.join(found)})", err=True)
+    result = evaluate_matrix(base, found, data, _split(domains), max_ppl_tokens=max_ppl_tokens,
+                             max_questions=max_questions, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                             gen_batch_size=gen_batch_size)
     result.settings["command"] = _command()
     write_report(result, out)
     for v in result.verdicts:
@@ -109,15 +98,12 @@ def methods(
     from .suite import compare_methods, find_adapters
 
     _quiet()
-    try:
-        dirs = [d for a in adapters or [] for d in find_adapters(a).values()]
-        if not dirs:
-            raise ValueError("no adapters given: pass --adapters DIR (repeatable)")
-        comparison = compare_methods(base, dirs, data, max_ppl_tokens=max_ppl_tokens, max_questions=max_questions,
-                                     max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                 gen_batch_size=gen_batch_size)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        fail(_first_line(e))
+    dirs = [d for a in adapters or [] for d in find_adapters(a).values()]
+    if not dirs:
+        clikit.fail("no adapters given: pass --adapters DIR (repeatable)")
+    comparison = compare_methods(base, dirs, data, max_ppl_tokens=max_ppl_tokens, max_questions=max_questions,
+                                 max_new_tokens=max_new_tokens, batch_size=batch_size,
+                             gen_batch_size=gen_batch_size)
     comparison.settings["command"] = _command()
     write_method_report(comparison, out)
     for r in comparison.rows:

@@ -135,6 +135,50 @@ def _batches(encoded: list[list[int]], batch_size: int, pad_id: int):
 
 
 @torch.no_grad()
+def summed_nll(model, batches, autocast=None, tick=None) -> tuple[float, int]:
+    """(summed token NLL in nats, predicted tokens) of a causal LM over ``batches``: the one held-out loss loop
+    of the project (training's validation, adapters' held-out perplexity, the evaluation suite, ``perplexity``).
+
+    A batch is a (B, T) array or tensor of full rows (every token predicted from the one before it), or an
+    ``(ids, labels)`` pair with -100 in ``labels`` wherever nothing is predicted (right padding). Full rows on a
+    Zephyra model take the fused loss, which never holds the (B, T, V) logits. ``autocast`` is a context-manager
+    factory (e.g. bf16 autocast); ``tick()`` is called after each batch. The model is scored in eval mode and
+    put back as it was."""
+    import contextlib
+
+    import numpy as np
+
+    autocast = autocast or contextlib.nullcontext
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    fused = getattr(base.config, "model_type", None) == "zephyra"
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for batch in batches:
+            if isinstance(batch, tuple):
+                ids, labels = (t.to(device) for t in batch)
+            else:
+                ids = torch.from_numpy(batch) if isinstance(batch, np.ndarray) else batch
+                ids = labels = ids.to(device)
+            target = labels[:, 1:]  # (B, T-1): the token each position predicts
+            n = int((target != -100).sum())
+            with autocast():
+                if fused and labels is ids:
+                    loss = float(model(input_ids=ids, labels=ids, skip_logits=True, use_cache=False).loss) * n
+                else:
+                    logits = model(input_ids=ids, attention_mask=(labels != -100).long(), use_cache=False).logits
+                    loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                           ignore_index=-100, reduction="sum").item()
+            total, count = total + loss, count + n
+            if tick:
+                tick()
+    finally:
+        model.train(was_training)
+    return total, count
+
+
 def perplexity(model, tokenizer, texts: Sequence[str], *, batch_size: int = 8, max_length: int | None = None,
                add_special_tokens: bool = True) -> Perplexity:
     """Token-weighted perplexity of a causal LM over ``texts``: every predicted token counts once, whatever
@@ -150,19 +194,6 @@ def perplexity(model, tokenizer, texts: Sequence[str], *, batch_size: int = 8, m
     if not encoded:
         raise ValueError("perplexity: no text has two or more tokens, so no token is predicted")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked: any id will do
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    try:
-        for ids, labels in _batches(encoded, batch_size, pad_id):
-            ids, labels = ids.to(device), labels.to(device)
-            logits = model(input_ids=ids, attention_mask=(labels != -100).long(), use_cache=False).logits
-            target = labels[:, 1:]  # (B, T-1): the token each position predicts
-            total += F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                     ignore_index=-100, reduction="sum").item()
-            count += int((target != -100).sum())
-    finally:
-        model.train(was_training)
+    total, count = summed_nll(model, _batches(encoded, batch_size, pad_id))
     mean = total / count
     return Perplexity(perplexity=math.exp(mean), mean_loss=mean, tokens=count)

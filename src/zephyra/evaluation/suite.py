@@ -32,14 +32,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .metrics import _batches, bleu, rouge, squad_scores
+from ..errors import ZephyraError
+from .metrics import _batches, bleu, rouge, squad_scores, summed_nll
 
 SEED = 0  # the held-out sample; fixed, so every run and every row sees the same tokens and questions
 
 
-class EvalError(ValueError):
+class EvalError(ZephyraError, ValueError):
     """Bad input to the suite (missing data, unknown domain, no adapters); the message is one line."""
 
 
@@ -251,28 +251,15 @@ def load_domain(data_root: str | os.PathLike, domain: str, tokenizer, cfg: EvalC
 # --- adapters -------------------------------------------------------------------------------------------------
 
 def find_adapters(root: str | os.PathLike) -> dict[str, Path]:
-    """Every adapter directory (one with adapter_config.json) at ``root`` or directly under it; named by its
-    manifest's domain, or by its directory when that name is taken or unknown."""
-    from ..manifest import read_manifest
+    """The adapters at or under ``root`` (``scan_adapters``' rules), or a one-line EvalError when there are none."""
+    from ..adapters import scan_adapters
 
-    root = Path(root)
-    if not root.is_dir():
+    if not Path(root).is_dir():
         raise EvalError(f"{root}: no such adapters directory")
-    dirs = [root] if (root / "adapter_config.json").is_file() else sorted(
-        p for p in root.iterdir() if (p / "adapter_config.json").is_file())
-    if not dirs:
+    found = scan_adapters(root)
+    if not found:
         raise EvalError(f"{root}: no adapters found (no subdirectory holds adapter_config.json)")
-    out: dict[str, Path] = {}
-    for d in dirs:
-        try:
-            domain = read_manifest(d).get("domain")
-        except (FileNotFoundError, ValueError):
-            domain = None
-        name = domain if domain and domain not in out and domain != "base" else d.name
-        if name in out or name == "base":
-            raise EvalError(f"{d}: adapter name {name!r} is taken; rename the directory")
-        out[name] = d
-    return out
+    return found
 
 
 def adapter_info(name: str, path: str | os.PathLike, fingerprint) -> AdapterInfo:
@@ -331,25 +318,15 @@ def stderr_echo(line: str) -> None:
 
 # --- one model on the held-out data -----------------------------------------------------------------------------
 
-@torch.no_grad()
 def rows_nll(model, rows: list[list[int]], batch_size: int, pad_id: int, tick=None) -> tuple[float, int]:
     """(summed NLL in nats, predicted tokens) over ``rows``, batched with right padding."""
-    total, count = 0.0, 0
-    for ids, labels in _batches(rows, batch_size, pad_id):
-        logits = model(input_ids=ids, attention_mask=(labels != -100).long(), use_cache=False).logits
-        target = labels[:, 1:]  # (B, T-1): the token each position predicts
-        total += F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                 ignore_index=-100, reduction="sum").item()
-        count += int((target != -100).sum())
-        if tick:
-            tick("perplexity")
-    return total, count
+    return summed_nll(model, _batches(rows, batch_size, pad_id), tick=(lambda: tick("perplexity")) if tick else None)
 
 
 def encode_questions(tokenizer, questions: Sequence[str], context: int, max_new_tokens: int) -> list[list[int]]:
     """Questions through the chat template (generation prompt added); a prompt too long for the context keeps
     its end."""
-    from ..resolve import encode_prompt
+    from ..chat import encode_prompt
 
     limit = context - max_new_tokens
     if limit < 1:
@@ -401,7 +378,7 @@ class Evaluator:
 
     def __init__(self, base_dir: str | os.PathLike, adapters: Mapping[str, str | os.PathLike], cfg: EvalConfig):
         from ..adapters import base_fingerprint
-        from ..resolve import load_model
+        from ..loader import load_model
 
         if not (Path(base_dir) / "config.json").is_file():
             raise EvalError(f"{base_dir}: not a model directory (no config.json)")

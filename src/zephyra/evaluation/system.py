@@ -1,6 +1,6 @@
 """The system comparison (issue 6): on every domain's held-out QA test questions, how well do we answer with
 
-  (a) routed   -- the router picks the adapter from the prompt's own prefill (Resolver, mode top1),
+  (a) routed   -- the router picks the adapter from the prompt's own prefill (the engine, mode top1),
   (b) oracle   -- the right domain's adapter forced (what perfect routing would give),
   (c) base     -- the base model alone,
   (d) merged   -- all adapters merged into one (PEFT's linear merge, folded into the weights),
@@ -24,7 +24,8 @@ from typing import Annotated
 
 import typer
 
-from ..resolve.system import DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
+from ..errors import ArtifactError, DataError
+from ..resolve.defaults import DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
 
 SYSTEMS = ("routed", "oracle", "base", "merged")
 LABELS = {"routed": "routed (top-1)", "oracle": "oracle routing", "base": "base model", "merged": "merged adapter"}
@@ -43,7 +44,7 @@ def held_out_questions(data_root: str | os.PathLike, domains: list[str], max_que
         rows = test.select(sample_indices(len(test), len(test) if max_questions <= 0 else max_questions, seed))
         out += [{"domain": d, "question": q, "answer": a} for q, a in zip(rows["question"], rows["answer"])]
     if not out:
-        raise ValueError("no test questions in any domain")
+        raise DataError("no test questions in any domain")
     return out
 
 
@@ -61,15 +62,18 @@ def merged_answers(base_dir, adapter_dirs: dict, prompts: list[str], max_new_tok
     """Answers of one adapter merging all of ``adapter_dirs`` (on a fresh copy of the base), folded into the
     weights, so it runs at the base's speed."""
     from ..adapters import merge_adapter
-    from ..resolve import load_model
+    from ..loader import load_model
     from ..resolve.merge import merge_adapters
-    from ..resolve.resolver import Resolver
+    from ..resolve.system import System
 
     model, tokenizer = load_model(base_dir)
     peft = merge_adapters(model, {n: str(p) for n, p in adapter_dirs.items()}, method=method, copy_model=False)
     plain = merge_adapter(peft, "merged", copy_model=False).eval()
-    return Resolver(plain, tokenizer, {}, fmt=fmt).resolve(prompts, adapter="base", max_new_tokens=max_new_tokens,
-                                                           batch_size=batch_size)
+    system = System(plain, tokenizer, fmt=fmt, max_batch=batch_size)
+    try:
+        return system.resolve(prompts, adapter="base", max_new_tokens=max_new_tokens)
+    finally:
+        system.close()
 
 
 def compare_systems(base_dir: str | os.PathLike = DEFAULT_BASE, adapters_dir: str | os.PathLike = DEFAULT_ADAPTERS,
@@ -84,11 +88,12 @@ def compare_systems(base_dir: str | os.PathLike = DEFAULT_BASE, adapters_dir: st
 
     system = load_system(base_dir, adapters_dir, router_dir)
     if system.router is None or not system.adapters:
-        raise ValueError(f"the comparison needs a router and adapters: {'; '.join(system.notes)}")
+        raise ArtifactError(f"the comparison needs a router and adapters: {'; '.join(system.notes)}")
     domains = sorted(system.adapters, key=lambda d: (DOMAINS.index(d) if d in DOMAINS else len(DOMAINS), d))
     questions = held_out_questions(data_root, domains, max_questions, seed)
     prompts = [q["question"] for q in questions]
-    gen = dict(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    gen = dict(max_new_tokens=max_new_tokens)
+    system.max_batch = batch_size
     answers, seconds = {}, {}
     # --- the four systems ---
     t = time.perf_counter()
@@ -211,16 +216,16 @@ def system_command(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    try:
-        result = compare_systems(base, adapters, router, data, max_questions, max_new_tokens, batch_size=batch_size,
-                                 merge_method=merge_method)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        typer.echo(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", err=True)
-        raise typer.Exit(2) from None
+    result = compare_systems(base, adapters, router, data, max_questions, max_new_tokens, batch_size=batch_size,
+                             merge_method=merge_method)
     write_report(result, out)
     typer.echo(markdown(result))
     typer.echo(f"report written to {out}")
 
 
-if __name__ == "__main__":
-    typer.run(system_command)
+if __name__ == "__main__":  # the same verb as `zephyra eval system`, with the CLI's error policy
+    import sys
+
+    from .cli import app
+
+    app(["system", *sys.argv[1:]])

@@ -3,15 +3,18 @@
 The standard attribute names (``vocab_size``, ``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``,
 ``num_key_value_heads``, ``intermediate_size``, ``max_position_embeddings``, ``rms_norm_eps``, ``rope_theta``,
 ``tie_word_embeddings``) are kept so that PEFT, accelerate and the rest read the config as they read Llama's.
-Zephyra's own attributes sit beside them: the trunk/branch split and the router head.
+Zephyra's own attributes sit beside them: the trunk/branch split. The config knows no router labels or domains:
+a router is its own artifact beside the base (zephyra.router), so adding an adapter never changes the base.
 """
 
 from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
+from ..errors import ConfigError
 
-class ZephyraConfigError(ValueError):
+
+class ZephyraConfigError(ConfigError):
     """A Zephyra config that cannot build a model; the message is one line naming the problem."""
 
 
@@ -39,8 +42,6 @@ class ZephyraConfig(PreTrainedConfig):
     pad_token_id: int | None = 0
     # --- Zephyra's own ---
     num_trunk_layers: int | None = None  # the first layers, shared and never adapted; None: half the stack
-    router_labels: list[str] | None = None  # the router head's classes (domains and "base"); None: no head
-    router_pooling: str = "mean"  # how the trunk's prompt states are pooled: "mean" or "last"
     loss_chunk_size: int = 256  # tokens per chunk of the fused linear + cross-entropy loss (cache-sized)
     matmul_attention_max_keys: int = 1024  # causal attention up to this length runs as matmuls, not flash SDPA
 
@@ -51,8 +52,6 @@ class ZephyraConfig(PreTrainedConfig):
             self.num_trunk_layers = self.num_hidden_layers // 2
         if self.head_dim is None and self.num_attention_heads and self.hidden_size % self.num_attention_heads == 0:
             self.head_dim = self.hidden_size // self.num_attention_heads
-        if self.router_labels is not None:
-            self.router_labels = list(self.router_labels)
         super().__post_init__(**kwargs)
         self.validate_zephyra()
 
@@ -78,12 +77,6 @@ class ZephyraConfig(PreTrainedConfig):
                  f"num_hidden_layers ({self.num_hidden_layers}): the trunk cannot be deeper than the model")
         if self.hidden_act not in ("silu", "relu2"):
             fail(f"hidden_act must be 'silu' or 'relu2', got {self.hidden_act!r}")
-        if self.router_pooling not in ("mean", "last"):
-            fail(f"router_pooling must be 'mean' or 'last', got {self.router_pooling!r}")
-        if self.router_labels is not None and (
-            len(self.router_labels) < 2 or len(set(self.router_labels)) != len(self.router_labels)
-        ):
-            fail(f"router_labels must be two or more distinct names, got {self.router_labels!r}")
 
     # --- the split, as the rest of the system reads it ---
     @property

@@ -2,8 +2,9 @@
 
 Pre-norm RMSNorm, rotary positions, gated MLP (SwiGLU or ReLU squared), grouped-query attention with QK-norm,
 no biases, tied embeddings, attention through PyTorch SDPA. The first ``num_trunk_layers`` layers form the
-shared trunk (never adapted); the rest form the branch, the only layers adapters touch. The router head reads
-the trunk's pooled hidden states of the prompt, so routing is part of the prompt's own forward pass.
+shared trunk (never adapted); the rest form the branch, the only layers adapters touch. A router reads the
+trunk's hidden states of the prompt (``return_trunk_states=True`` in the same forward pass, or ``trunk_states``
+for the trunk alone), so routing costs no second model; the router itself is its own artifact (zephyra.router).
 
 Shapes in comments: B batch, T new tokens, S keys (past + new), H query heads, K key/value heads, D head dim,
 C hidden size, V vocabulary.
@@ -175,29 +176,6 @@ class ZephyraDecoderLayer(GradientCheckpointingLayer):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
-class ZephyraRouterHead(nn.Module):
-    """Maps the trunk's pooled prompt states to one logit per router label (domains and "base")."""
-
-    def __init__(self, config: ZephyraConfig):
-        super().__init__()
-        self.norm = ZephyraRMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.proj = nn.Linear(config.hidden_size, len(config.router_labels), bias=True)
-        self.pooling = config.router_pooling
-
-    def forward(self, trunk_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        h = self.norm(trunk_states.float())  # (B, T, C)
-        if attention_mask is None:
-            attention_mask = torch.ones(h.shape[:2], device=h.device)
-        m = attention_mask[:, -h.shape[1]:].to(h.dtype)  # (B, T)
-        if self.pooling == "last":
-            # index of each row's last real token (left or right padding alike)
-            idx = (m * torch.arange(1, m.shape[1] + 1, device=m.device)).argmax(dim=1)
-            pooled = h[torch.arange(h.shape[0]), idx]
-        else:
-            pooled = (h * m.unsqueeze(-1)).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0)
-        return self.proj(pooled)  # (B, n_labels)
-
-
 class ZephyraPreTrainedModel(PreTrainedModel):
     config_class = ZephyraConfig
     config: ZephyraConfig
@@ -319,7 +297,7 @@ class ZephyraModel(ZephyraPreTrainedModel):
 
 @dataclass
 class ZephyraCausalLMOutput(CausalLMOutputWithPast):
-    router_logits: torch.FloatTensor | None = None  # (B, n_labels) when asked for
+    trunk_states: torch.FloatTensor | None = None  # (B, T, C) at the trunk/branch boundary, when asked for
 
 
 class ZephyraForCausalLM(ZephyraPreTrainedModel, GenerationMixin):
@@ -329,7 +307,6 @@ class ZephyraForCausalLM(ZephyraPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.model = ZephyraModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.router_head = ZephyraRouterHead(config) if config.router_labels else None
         self.post_init()
 
     def forward(
@@ -343,19 +320,18 @@ class ZephyraForCausalLM(ZephyraPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         output_hidden_states: bool | None = None,
-        return_router_logits: bool = False,
+        return_trunk_states: bool = False,
         skip_logits: bool | None = None,
         cache: Cache | None = None,
         **kwargs,
     ) -> ZephyraCausalLMOutput:
         """``skip_logits`` (default: training with labels) computes the loss chunk by chunk without ever
-        holding the (B, T, V) logits; ``return_router_logits`` adds the router head's logits from the trunk."""
-        if return_router_logits and self.router_head is None:
-            raise ValueError("this model has no router head: set router_labels in its config")
+        holding the (B, T, V) logits; ``return_trunk_states`` adds the trunk's hidden states (what a router
+        reads) from the same pass."""
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          past_key_values=_one_cache(cache, past_key_values), inputs_embeds=inputs_embeds,
                          use_cache=use_cache,
-                         output_hidden_states=output_hidden_states, return_trunk_states=return_router_logits)
+                         output_hidden_states=output_hidden_states, return_trunk_states=return_trunk_states)
         h = out.last_hidden_state  # (B, T, C)
         if skip_logits is None:
             skip_logits = self.training and labels is not None
@@ -371,15 +347,13 @@ class ZephyraForCausalLM(ZephyraPreTrainedModel, GenerationMixin):
             if labels is not None:
                 loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), shift_y,
                                        ignore_index=-100) if logits.shape[1] == h.shape[1] else None
-        router_logits = self.router_head(out["trunk_states"], attention_mask) if return_router_logits else None
         return ZephyraCausalLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                     router_logits=router_logits, **{CACHE_FIELD: getattr(out, CACHE_FIELD)})
+                                     trunk_states=out.get("trunk_states"), **{CACHE_FIELD: getattr(out, CACHE_FIELD)})
 
     @torch.no_grad()
-    def route(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Router logits (B, n_labels) from the trunk alone: the branch is not run."""
-        if self.router_head is None:
-            raise ValueError("this model has no router head: set router_labels in its config")
+    def trunk_states(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The trunk's hidden states (B, T, C) of a (left-padded) batch, from the trunk alone: the branch is not
+        run, so this costs num_trunk_layers / num_hidden_layers of a prefill."""
         m = self.model
         x = m.embed_tokens(input_ids)
         mask, is_causal = _attention_mask(attention_mask, x.shape[0], x.shape[1], 0, x.device)
@@ -390,4 +364,4 @@ class ZephyraForCausalLM(ZephyraPreTrainedModel, GenerationMixin):
         causal_bias = m._causal_bias(x.shape[1], x) if is_causal else None
         for layer in m.layers[: self.config.num_trunk_layers]:
             x = layer(x, cos, sin, mask, is_causal, None, causal_bias)
-        return self.router_head(x, attention_mask)
+        return x

@@ -1,14 +1,13 @@
 """Named size presets: from a test-sized model up to ones that train in minutes and in hours on 2 cores.
 
-Sizes are counted without the (tied) embedding matrix, as DESIGN.md's throughput table counts them.
-Every preset carries the router head for the project's routes (six domains and "base").
+Sizes are counted without the (tied) embedding matrix, as DESIGN.md's throughput table counts them. A preset is
+an architecture only: no router labels, no domains (those live in the router's own artifact).
 """
 
 from __future__ import annotations
 
+from ..errors import ConfigError
 from .configuration import ZephyraConfig
-
-ROUTES = ["base", "computing", "python", "shakespeare", "scripture", "chemistry", "geography"]
 
 # name: (hidden, layers, trunk, heads, kv heads, intermediate, context)
 PRESETS: dict[str, dict] = {
@@ -33,14 +32,13 @@ PRESETS: dict[str, dict] = {
 def preset_config(name: str, **overrides) -> ZephyraConfig:
     """A ZephyraConfig from a named preset; ``overrides`` win (vocab_size, token ids, ...)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    kwargs = dict(PRESETS[name], router_labels=list(ROUTES))
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    kwargs = dict(PRESETS[name])
     kwargs.update(overrides)
     return ZephyraConfig(**kwargs)
 
 
 def non_embedding_params(model) -> int:
-    """Parameters outside the token embedding (tied to the output matrix) and the router head."""
+    """Parameters outside the token embedding (tied to the output matrix)."""
     return sum(p.numel() for n, p in model.named_parameters()
-               if "embed" not in n and "lm_head" not in n and "wte" not in n and "wpe" not in n
-               and "router_head" not in n)
+               if "embed" not in n and "lm_head" not in n and "wte" not in n and "wpe" not in n)

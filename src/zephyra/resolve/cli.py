@@ -1,26 +1,31 @@
-"""``zephyra route`` and ``zephyra chat`` (registered by zephyra.cli, beside ``zephyra generate``), and what the
-three share: the system options, loading, prompt files, and warnings as one line on stderr.
+"""``zephyra route``, ``zephyra generate`` and ``zephyra chat`` (registered by zephyra.cli), and what they share:
+the system options, loading, prompt files.
 
     zephyra route "What does zip() do?" "hello" --json
     zephyra route --file prompts.jsonl --json              # one {"prompt": ...} a line
+    zephyra generate "What does zip() do?" --stream        # tokens as they are made
+    zephyra generate --file prompts.jsonl --json           # one {"prompt"} or {"messages"} a line, all at once
     zephyra chat                                           # /adapter NAME|auto|base, /mode top1|fused, /quit
 
 A system is three directories: ``--base`` (model + tokenizer), ``--adapters`` (one LoRA adapter per domain) and
-``--router`` (the in-model router); the defaults are where the quickstart writes them (docs/runtime.md).
+``--router``; the defaults are where the quickstart writes them (docs/runtime.md). Imports only typer here:
+the heavy parts load inside the commands.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .system import AUTO, BASE, DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
+from .. import clikit
+from ..clikit import warnings_to_stderr
+from .defaults import DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
+
+AUTO, BASE = "auto", "base"
 
 BaseOpt = Annotated[Path | None, typer.Option("--base", help="base model directory (model + tokenizer)",
                                               show_default=str(DEFAULT_BASE))]
@@ -31,35 +36,13 @@ RouterOpt = Annotated[Path | None, typer.Option("--router", help="router directo
 AdapterOpt = Annotated[str, typer.Option("--adapter", help="auto: routed; base: the base model; NAME: that adapter")]
 ModeOpt = Annotated[str, typer.Option("--mode", help="top1: the router's adapter; fused: its best two, "
                                                      "weighted by score")]
-
-
-def fail(message: str) -> None:
-    """One clear line on stderr and exit 2, as every zephyra verb reports bad input."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def first_line(e: BaseException) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
-
-
-ERRORS = (ValueError, FileNotFoundError, KeyError)  # our one-line errors (PromptError, ResolveError, ...) included
-
-
-@contextlib.contextmanager
-def warnings_to_stderr():
-    """Warnings raised inside (a prompt cut to fit the context, ...) as one ``warning: ...`` line each."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        yield
-    for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught
-                                 if issubclass(w.category, UserWarning)):
-        typer.echo(f"warning: {message}", err=True)
+MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", "--max-tokens", min=1, help="new tokens at most")]
+SampleOpt = Annotated[bool, typer.Option(help="sample (temperature 0.8, top-k 40) instead of greedy decoding")]
 
 
 def open_system(base: Path | None, adapters: Path | None, router: Path | None, *, fmt: str = "chat",
                 defaults: bool = True):
-    """load_system with the CLI's defaults (``defaults=False``: only what is given), or a one-line exit."""
+    """load_system with the CLI's defaults (``defaults=False``: only what is given); notes on stderr."""
     from transformers.utils import logging as hf_logging
 
     from .system import load_system
@@ -67,11 +50,8 @@ def open_system(base: Path | None, adapters: Path | None, router: Path | None, *
     hf_logging.disable_progress_bar()
     if defaults:
         base, adapters, router = base or DEFAULT_BASE, adapters or DEFAULT_ADAPTERS, router or DEFAULT_ROUTER
-    try:
-        with warnings_to_stderr():
-            system = load_system(base, adapters, router, fmt=fmt)
-    except ERRORS as e:
-        fail(first_line(e))
+    with warnings_to_stderr():
+        system = load_system(base, adapters, router, fmt=fmt)
     for note in system.notes:
         typer.echo(f"note: {note}", err=True)
     return system
@@ -80,44 +60,49 @@ def open_system(base: Path | None, adapters: Path | None, router: Path | None, *
 def usable_adapter(system, adapter: str, mode: str = "top1") -> str:
     """``adapter`` if the system can serve it; 'auto' without a router falls back to the base, with a warning
     (a system is trained stage by stage); anything else unservable is a one-line exit."""
-    from .system import ResolveError
-
     if adapter == AUTO and system.router is None:
         typer.echo("warning: no router, so 'auto' answers with the base model", err=True)
         adapter = BASE
-    try:
-        system.check(adapter, mode)
-    except ResolveError as e:
-        fail(first_line(e))
+    system.check(adapter, mode)
     return adapter
 
 
-def read_prompt_file(path: Path) -> list[str]:
-    """Prompts from a JSONL file, one ``{"prompt": ...}`` a line (blank lines skipped); a bad line is a one-line
-    ValueError naming its number."""
+def read_jsonl(path: Path, *, messages: bool = False) -> list:
+    """Prompts from a JSONL file, one ``{"prompt": ...}`` a line (blank lines skipped), or with ``messages`` also
+    ``{"messages": [...]}``; a bad line is a one-line error naming its number."""
+    from ..chat import as_messages
+    from ..errors import DataError, RequestError
+
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file")
+    want = '{"prompt": ...} or {"messages": [...]}' if messages else '{"prompt": ...}'
     prompts = []
     with path.open("rb") as f:
         for n, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8").strip()
             except UnicodeDecodeError:
-                raise ValueError(f"{path} line {n}: not UTF-8 text") from None
+                raise DataError(f"{path} line {n}: not UTF-8 text") from None
             if not line:
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {n}: not JSON ({e.msg})") from None
+                raise DataError(f"{path} line {n}: not JSON ({e.msg})") from None
+            if messages and isinstance(obj, dict) and "messages" in obj:
+                try:
+                    prompts.append(as_messages(obj["messages"]))
+                except RequestError as e:
+                    raise DataError(f"{path} line {n}: {e}") from None
+                continue
             if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
-                raise ValueError(f'{path} line {n}: expected an object with a "prompt" string, e.g. '
-                                 '{"prompt": "What is a compiler?"}')
+                raise DataError(f'{path} line {n}: expected an object with a "prompt" string, e.g. '
+                                f'{{"prompt": "What is a compiler?"}} ({want})')
             if not obj["prompt"].strip():
-                raise ValueError(f"{path} line {n}: the prompt is empty")
+                raise DataError(f"{path} line {n}: the prompt is empty")
             prompts.append(obj["prompt"])
     if not prompts:
-        raise ValueError(f"{path}: no prompts in it")
+        raise DataError(f"{path}: no prompts in it")
     return prompts
 
 
@@ -139,19 +124,13 @@ def route(
     prompts = list(prompts or [])
     for i, p in enumerate(prompts):
         if not p.strip():
-            fail(f"prompt {i + 1} is empty" if len(prompts) > 1 else "the prompt is empty")
-    try:
-        prompts += read_prompt_file(file) if file is not None else []
-    except ERRORS as e:
-        fail(first_line(e))
+            clikit.fail(f"prompt {i + 1} is empty" if len(prompts) > 1 else "the prompt is empty")
+    prompts += read_jsonl(file) if file is not None else []
     if not prompts:
-        fail("no prompts: give PROMPT... or --file prompts.jsonl")
+        clikit.fail("no prompts: give PROMPT... or --file prompts.jsonl")
     system = open_system(base, None, router)
-    try:
-        with warnings_to_stderr():
-            decisions = system.route(prompts)
-    except ERRORS as e:
-        fail(first_line(e))
+    with warnings_to_stderr():
+        decisions = system.route(prompts)
     if as_json:
         for d in decisions:
             typer.echo(json.dumps(d.to_json()))
@@ -171,9 +150,153 @@ def _route_table(decisions) -> None:
     Console().print(table)
 
 
+# --- zephyra generate -----------------------------------------------------------------------------------------
+
+def generate(
+    prompt: Annotated[str | None, typer.Argument(help="the prompt (or --file)", show_default=False)] = None,
+    file: Annotated[Path | None, typer.Option("--file", help='JSONL file, one {"prompt": ...} or '
+                                                             '{"messages": [...]} a line, answered together')] = None,
+    adapter: AdapterOpt = AUTO,
+    mode: ModeOpt = "top1",
+    base: BaseOpt = None,
+    adapters: AdaptersOpt = None,
+    router: RouterOpt = None,
+    model: Annotated[Path | None, typer.Option(help="a plain model directory (with its tokenizer) instead of a "
+                                               "system: no adapters, no router")] = None,
+    system_prompt: Annotated[str | None, typer.Option("--system", help="a system message before the prompt")] = None,
+    max_new_tokens: MaxNewOpt = 48,
+    fmt: Annotated[str, typer.Option("--format", help="chat: wrap in the chat template; raw: continue the text")
+                   ] = "chat",
+    sample: SampleOpt = False,
+    temperature: Annotated[float | None, typer.Option(help="0: greedy (default); else sample at it")] = None,
+    top_p: Annotated[float, typer.Option(help="nucleus sampling mass")] = 1.0,
+    seed: Annotated[int, typer.Option(help="sampling seed (prompt i of a file: seed + i)")] = 0,
+    stop: Annotated[list[str] | None, typer.Option("--stop", help="end the answer before this text "
+                                                   "(repeatable)")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="print tokens as they are made")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object a line (with --stream: one per "
+                                                         "event, then the answer)")] = False,
+) -> None:
+    """Answer a prompt: routed to an adapter (auto), with the base, or with a named adapter; --stream prints the
+    answer as it is made, --file answers many prompts in one process, sharing the batch.
+
+    zephyra generate "What does zip() do?" --adapter auto --json
+    zephyra generate "Who is Polonius?" --adapter shakespeare --stream
+    zephyra generate --file prompts.jsonl --json --max-new-tokens 32
+    zephyra generate "Who is Polonius?" --model runs/phase2/final     # a plain model
+    """
+    from .engine import Request
+    from .sampling import SamplingParams
+
+    if fmt not in ("chat", "raw"):
+        clikit.fail(f"unknown prompt format {fmt!r}: use 'chat' or 'raw'")
+    if (prompt is None) == (file is None):
+        clikit.fail("give a PROMPT or --file prompts.jsonl (one of them)")
+    prompts = read_jsonl(file, messages=fmt == "chat") if file is not None else [prompt]
+    if prompt is not None and not prompt.strip():
+        clikit.fail("the prompt is empty")
+    if system_prompt is not None:
+        if fmt == "raw":
+            clikit.fail("--system needs the chat format")
+        prompts = [[{"role": "system", "content": system_prompt},
+                    *([{"role": "user", "content": p}] if isinstance(p, str) else p)] for p in prompts]
+    if model is not None:
+        if any(x is not None for x in (base, adapters, router)):
+            clikit.fail("--model is a plain model directory; for a system give --base/--adapters/--router instead")
+        system = open_system(model, None, None, fmt=fmt, defaults=False)
+        adapter = BASE if adapter == AUTO else adapter  # a plain model has no router
+    else:
+        system = open_system(base, adapters, router, fmt=fmt)
+    adapter = usable_adapter(system, adapter, mode)
+    temp = temperature if temperature is not None else (0.8 if sample else 0.0)
+    requests = [Request(p, adapter=adapter, mode=mode, fmt=fmt, request_id=str(i), sampling=SamplingParams(
+        max_tokens=max_new_tokens, temperature=temp, top_p=top_p, top_k=40 if sample else 0, seed=seed + i,
+        stop=list(stop or []))) for i, p in enumerate(prompts)]
+    with warnings_to_stderr():
+        streams = [system.submit(r) for r in requests]
+    if stream:
+        _print_streams(streams, as_json)
+    for p, s in zip(prompts, streams):
+        c = s.result()
+        if c.finish_reason == "error":
+            raise RuntimeError(f"generation failed: {c.error}")
+        if as_json:
+            typer.echo(json.dumps(answer_json(p, c, len(prompts) > 1)))
+        elif not stream:
+            typer.echo(answer_label(c.route), err=True)  # stdout stays the answer alone, for pipes
+            typer.echo(c.text.strip())
+
+
+def _print_streams(streams, as_json: bool) -> None:
+    """Events as they come: plain text for one prompt; JSON lines tagged with the prompt's index for many."""
+    if len(streams) == 1 and not as_json:
+        s = streams[0]
+        for i, piece in enumerate(visible(s)):
+            if i == 0:
+                typer.echo(answer_label(s.route), err=True)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return
+    import queue
+    import threading
+
+    merged: queue.SimpleQueue = queue.SimpleQueue()
+
+    def pump(i, s):
+        for event in s:
+            merged.put((i, event))
+
+    for i, s in enumerate(streams):
+        threading.Thread(target=pump, args=(i, s), daemon=True).start()
+    left = len(streams)
+    while left:
+        i, event = merged.get()
+        left -= event.finish_reason is not None
+        if as_json:
+            typer.echo(json.dumps({"index": i, "delta": event.text, "finish_reason": event.finish_reason}))
+        else:
+            typer.echo(f"[{i}] {event.text}" + (f" <{event.finish_reason}>" if event.finish_reason else ""))
+
+
+def visible(stream):
+    """A stream's text pieces with trailing whitespace held back until more text follows it, so what is printed
+    as it comes ends exactly where the stripped answer ends. Yields at least one (maybe empty) piece."""
+    held, any_yielded = "", False
+    for event in stream:
+        text = held + event.text
+        shown = text.rstrip()
+        held = text[len(shown):]
+        if shown or not any_yielded and event.finish_reason is not None:
+            any_yielded = True
+            yield shown
+
+
+def answer_json(prompt, c, indexed: bool = False) -> dict:
+    """The DESIGN.md contract of ``generate --json``: {"adapter", "text", ...}."""
+    r = c.route
+    out = {"adapter": r.adapter, "confidence": r.confidence, "scores": r.scores, "weights": r.weights,
+           "text": c.text.strip(), "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
+           "new_tokens": c.completion_tokens, "truncated": c.truncated}
+    if indexed:
+        out = {"index": int(c.request_id), "prompt": prompt, **out}
+    return out
+
+
+def answer_label(route) -> str:
+    """``[python 0.93]`` when routed (the router's confidence), ``[python forced]`` when chosen by hand."""
+    if route.confidence is None:
+        return f"[{route.adapter} forced]"
+    top = max(route.scores, key=route.scores.get) if route.scores else route.adapter
+    extra = f", top {top}" if top != route.adapter else ""  # abstained, or the top domain has no adapter here
+    if len(route.weights) > 1:
+        extra += ", fused " + "+".join(f"{k} {v:.2f}" for k, v in route.weights.items())
+    return f"[{route.adapter} {route.confidence:.2f}{extra}]"
+
+
 # --- zephyra chat ---------------------------------------------------------------------------------------------
 
-CHAT_HELP = "commands: /adapter NAME|auto|base, /mode top1|fused, /help, /quit"
+CHAT_HELP = "commands: /adapter NAME|auto|base, /mode top1|fused, /reset, /help, /quit"
 
 
 def chat(
@@ -182,10 +305,12 @@ def chat(
     router: RouterOpt = None,
     adapter: AdapterOpt = AUTO,
     mode: ModeOpt = "top1",
-    max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
-    sample: Annotated[bool, typer.Option(help="sample instead of greedy decoding")] = False,
+    max_new_tokens: MaxNewOpt = 48,
+    sample: SampleOpt = False,
+    history: Annotated[bool, typer.Option(help="send the conversation so far with each line (multi-turn); off: "
+                                               "each line is answered on its own")] = False,
 ) -> None:
-    """Talk to the system: each line is answered on its own, shown with the adapter that answered and the router's
+    """Talk to the system: each answer streams as it is made, after the adapter that gives it and the router's
     confidence. Reads stdin until EOF or /quit, so it also runs piped.
 
     zephyra chat --adapter auto
@@ -194,7 +319,7 @@ def chat(
     import click
 
     system = open_system(base, adapters, router)
-    state = {"adapter": usable_adapter(system, adapter, mode), "mode": mode}
+    state = {"adapter": usable_adapter(system, adapter, mode), "mode": mode, "messages": []}
     typer.echo(f"zephyra chat: adapters {', '.join(system.adapters) or 'none'}; answering with "
                f"{state['adapter']} ({state['mode']}). {CHAT_HELP}", err=True)
     stdin, interactive = click.get_text_stream("stdin"), sys.stdin.isatty()
@@ -213,13 +338,13 @@ def chat(
                 break
             continue
         turn += 1
-        _chat_turn(system, state, line, max_new_tokens, sample, seed=turn)
+        _chat_turn(system, state, line, max_new_tokens, sample, seed=turn, history=history)
 
 
 def _chat_command(system, state: dict, line: str) -> bool:
     """Handle a /command; True to quit. Mistakes are reported and the chat goes on."""
-    from .resolver import MODES
-    from .system import ResolveError
+    from ..errors import ZephyraError
+    from .engine import MODES
 
     cmd, _, arg = line.partition(" ")
     arg = arg.strip()
@@ -227,11 +352,14 @@ def _chat_command(system, state: dict, line: str) -> bool:
         return True
     if cmd == "/help":
         typer.echo(CHAT_HELP)
+    elif cmd == "/reset":
+        state["messages"] = []
+        typer.echo("conversation cleared")
     elif cmd == "/adapter" and arg:
         try:
             system.check(arg, "top1" if arg != AUTO else state["mode"])
-        except ResolveError as e:
-            typer.echo(f"error: {first_line(e)}")
+        except ZephyraError as e:
+            typer.echo(f"error: {e}")
             return False
         state["adapter"] = arg
         typer.echo(f"now answering with {arg}")
@@ -246,23 +374,27 @@ def _chat_command(system, state: dict, line: str) -> bool:
     return False
 
 
-def _chat_turn(system, state: dict, prompt: str, max_new_tokens: int, sample: bool, seed: int) -> None:
+def _chat_turn(system, state: dict, prompt: str, max_new_tokens: int, sample: bool, seed: int,
+               history: bool) -> None:
+    from ..errors import ZephyraError
+    from .engine import Request
+    from .sampling import SamplingParams
+
+    messages = [*state["messages"], {"role": "user", "content": prompt}] if history else prompt
+    request = Request(messages, adapter=state["adapter"], mode=state["mode"], sampling=SamplingParams(
+        max_tokens=max_new_tokens, temperature=0.8 if sample else 0.0, top_k=40 if sample else 0, seed=seed))
     try:
         with warnings_to_stderr():
-            out = system.resolve([prompt], adapter=state["adapter"], mode=state["mode"],
-                                 max_new_tokens=max_new_tokens, do_sample=sample, seed=seed)[0]
-    except ERRORS as e:
-        typer.echo(f"error: {first_line(e)}")
+            stream = system.submit(request)
+    except ZephyraError as e:
+        typer.echo(f"error: {e}")
         return
-    typer.echo(f"{answer_label(out)} {out.text}")
-
-
-def answer_label(out) -> str:
-    """``[python 0.93]`` when routed (the router's confidence), ``[python forced]`` when chosen by hand."""
-    if out.confidence is None:
-        return f"[{out.adapter} forced]"
-    top = max(out.scores, key=out.scores.get) if out.scores else out.adapter
-    extra = f", top {top}" if top != out.adapter else ""  # abstained, or the top domain has no adapter here
-    if len(out.weights) > 1:
-        extra += ", fused " + "+".join(f"{k} {v:.2f}" for k, v in out.weights.items())
-    return f"[{out.adapter} {out.confidence:.2f}{extra}]"
+    pieces = []
+    for piece in visible(stream):
+        if not pieces:
+            typer.echo(answer_label(stream.route) + " ", nl=False)
+        pieces.append(piece)
+        typer.echo(piece, nl=False)
+    typer.echo("")
+    if history:
+        state["messages"] = [*messages, {"role": "assistant", "content": "".join(pieces).strip()}]

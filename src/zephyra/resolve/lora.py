@@ -29,13 +29,14 @@ from peft.utils.other import get_pattern_key
 from safetensors.torch import load_file
 from torch import nn
 
+from ..errors import ArtifactError
 from ..adapters import base_fingerprint, check_adapter_base
 
 Mix = dict[str, float]  # one row's adapters and their weights; {} is the base model
 KERNELS = ("masked", "bmm", "grouped")
 
 
-class AdapterBankError(ValueError):
+class AdapterBankError(ArtifactError):
     """An adapter the multi-adapter runtime cannot apply; the message is one line."""
 
 

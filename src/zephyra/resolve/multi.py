@@ -108,8 +108,10 @@ class MultiLoRAEngine:
         return m.layers[n] if n < len(m.layers) else m.norm
 
     @contextmanager
-    def _routed(self, route: Route, mask, chosen: list[Mix]):
-        """Calls ``route`` on the prefill's trunk states and sets the rows before the branch runs; only once."""
+    def routing(self, route: Route, mask, chosen: list[Mix]):
+        """Within the block, the first forward pass calls ``route(trunk_states, mask)`` at the trunk/branch
+        boundary and sets the rows' adapters (also appended to ``chosen``) before the branch runs: routing from
+        a prefill's own trunk states, so the trunk is never run twice."""
         def hook(_module, args):
             if not chosen:
                 chosen.extend(self.mixes(route(args[0], mask)))
@@ -143,7 +145,7 @@ class MultiLoRAEngine:
                 self.set_rows(chosen)
                 prefill = nullcontext
             else:
-                prefill = lambda: self._routed(route, attention_mask, chosen)  # noqa: E731
+                prefill = lambda: self.routing(route, attention_mask, chosen)  # noqa: E731
             pick = _picker(do_sample, temperature, top_k, generator)
             tokens, logits = decode(self.model, input_ids, attention_mask, max_new_tokens, pick, prefill,
                                     eos_token_id, pad_token_id, return_logits)

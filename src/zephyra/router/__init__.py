@@ -11,38 +11,22 @@ scaling, then an abstention threshold fitted on validation):
     [d.to_json() for d in router.route(["What is a compiler?", "hello"])]
 
 Names are imported on first use, so that ``zephyra.router.cli`` (and with it ``zephyra --help``) does not pull in
-PEFT and scikit-learn. See docs/router.md.
+torch, PEFT or scikit-learn. See docs/router.md.
 """
 
-from __future__ import annotations
+from .._lazy import exports
 
-import importlib
-
-_EXPORTS = {
+__getattr__, __dir__, __all__ = exports(__name__, {
     "arrow": ["ArrowConfig", "ArrowRouter", "build_arrow_router", "find_adapters", "lora_prototypes"],
-    "artifact": ["load_base", "load_router", "open_router", "router_base_fingerprint"],
+    "artifact": ["load_router", "open_router", "router_base_fingerprint"],
     "bench": ["RouterBench", "bench_router_overhead"],
     "calibration": ["Calibration", "CalibrationConfig", "expected_calibration_error", "fit_calibration",
                     "fit_temperature", "fit_threshold", "reliability_bins", "softmax"],
     "data": ["RouterDataError", "RouterSplit", "load_router_data"],
     "decision": ["EmptyPromptError", "PromptTruncatedWarning", "RouteDecision", "Router", "RouterArtifactError",
-                 "RouterInputError"],
+                 "RouterInputError", "check_labels"],
     "evaluate": ["RouterEvaluation", "evaluate_router", "markdown_table", "reliability_diagram", "write_report"],
     "external": ["ExternalRouter", "ExternalTrainConfig", "MiniLMEncoder", "train_external_router"],
-    "inmodel": ["InModelRouter", "InModelTrainConfig", "train_inmodel_router"],
+    "inmodel": ["InModelRouter", "InModelTrainConfig", "RouterHead", "labels_of", "train_inmodel_router"],
     "metrics": ["abstention_recall", "accuracy", "confusion", "macro_f1", "route_metrics"],
-}
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+})

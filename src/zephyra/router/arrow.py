@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from ..adapters import BaseFingerprint, base_fingerprint, check_adapter_base
+from ..errors import ArtifactError, ConfigError
+from ..adapters import BaseFingerprint, base_fingerprint, check_adapter_base, scan_adapters
 from ..adapters.fingerprint import unwrap
 from ..io import sha256_file
-from ..manifest import read_manifest
 from .artifact import check_router_base, read_router_dir, router_base_fingerprint, save_router_dir
 from .calibration import Calibration, CalibrationConfig, decide, fit_calibration, softmax
 from .data import RouterSplit
@@ -52,9 +52,9 @@ class ArrowConfig:
 
     def __post_init__(self):
         if self.prompt_format not in PROMPT_FORMATS:
-            raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}")
+            raise ConfigError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}")
         if self.pooling not in ("mean", "token"):
-            raise ValueError(f"pooling must be 'mean' or 'token', got {self.pooling!r}")
+            raise ConfigError(f"pooling must be 'mean' or 'token', got {self.pooling!r}")
         if isinstance(self.calibration, dict):
             self.calibration = CalibrationConfig(**self.calibration)
 
@@ -81,12 +81,8 @@ def lora_prototypes(adapter_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def find_adapters(root: str | os.PathLike) -> dict[str, Path]:
-    """Domain -> directory, for every saved adapter directly under ``root`` (domain from its manifest)."""
-    root = Path(root)
-    found = {}
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and (p / "adapter_config.json").is_file()):
-        manifest = read_manifest(d)
-        found[manifest.get("domain") or manifest.get("name") or d.name] = d
+    """Name -> directory of the saved adapters under ``root`` (``scan_adapters``' rules); one or none is an error."""
+    found = scan_adapters(root)
     if not found:
         raise RouterArtifactError(f"{root}: no saved adapters under it (directories with adapter_config.json)")
     return found
@@ -99,7 +95,7 @@ class ArrowRouter:
                  calibration: Calibration | None = None, prompt_format: str = "chat", pooling: str = "mean",
                  batch_size: int = 32, base: BaseFingerprint | None = None):
         if len(prototypes) < 2:
-            raise ValueError(f"Arrow routing needs two or more adapters, got {len(prototypes)}")
+            raise ArtifactError(f"Arrow routing needs two or more adapters, got {len(prototypes)}")
         self.model, self.tokenizer = model, tokenizer
         self.labels: list[str] = list(prototypes)
         self.prototypes = prototypes

@@ -28,8 +28,8 @@ KINDS = ("inmodel", "external", "arrow")
 
 
 def router_base_fingerprint(model) -> BaseFingerprint:
-    """The fingerprint of the base a router reads. base_fingerprint leaves the router head out (it is what
-    router training changes), so a base fingerprints the same before and after a router is loaded onto it."""
+    """The fingerprint of the base a router reads (adapters attached to it are ignored): a router is refused by
+    any other base. The router's own head and labels are not in it: they live in the router's directory."""
     return base_fingerprint(unwrap(model))
 
 
@@ -102,21 +102,6 @@ def load_router(path: str | os.PathLike, model=None, tokenizer=None, **options):
     return ArrowRouter.load(path, model, tokenizer, **options)
 
 
-def load_base(model_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None):
-    """(model, tokenizer) from a model directory (``save_pretrained`` form) and its tokenizer (by default in the
-    same directory, as training exports them)."""
-    from transformers import AutoModelForCausalLM
-
-    from .. import model as _registers_zephyra  # noqa: F401  (registers the Zephyra Auto classes)
-    from ..tokenizer import load_tokenizer
-
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: not a model directory (no config.json)")
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
-    return model, load_tokenizer(tokenizer_dir or model_dir)
-
-
 def open_router(router_dir: str | os.PathLike, model_dir: str | os.PathLike | None = None,
                 tokenizer_dir: str | os.PathLike | None = None, model=None, tokenizer=None):
     """A ready router from its directory, loading the base from ``model_dir`` when the router needs one and
@@ -129,5 +114,7 @@ def open_router(router_dir: str | os.PathLike, model_dir: str | os.PathLike | No
         if model_dir is None:
             raise RouterArtifactError(f"{router_dir}: a {router_kind(router_dir)!r} router needs its base model "
                                       "(--model DIR)")
-        model, tokenizer = load_base(model_dir, tokenizer_dir)
+        from ..loader import load_model
+
+        model, tokenizer = load_model(model_dir, tokenizer_dir=tokenizer_dir)
     return load_router(router_dir, model=model, tokenizer=tokenizer)

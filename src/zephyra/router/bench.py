@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..errors import DataError
 from ..adapters.fingerprint import unwrap
 from .decision import Router, check_prompts
 from .features import encode_prompts, pad_id_of, padded_batches
@@ -29,7 +30,7 @@ class RouterBench:
     batch_size: int
     prompt_tokens: int  # padded length of the batch
     prefill_ms: float  # fastest, without the router head
-    prefill_router_ms: float  # fastest, with return_router_logits=True
+    prefill_router_ms: float  # fastest, with return_trunk_states=True and the head on them
     overhead_pct: float  # prefill_router_ms / prefill_ms - 1, in percent
     overhead_median_pct: float  # median of the paired per-repeat ratios, minus 1, in percent
     head_ms: float  # the router head alone on the batch's trunk states (fastest)
@@ -73,18 +74,23 @@ def bench_router_overhead(model, tokenizer, prompts: Sequence[str], *, batch_siz
                           warmup: int = 5, prompt_format: str = "chat",
                           routers: dict[str, Router] | None = None) -> RouterBench:
     """Time one batch's prefill (KV cache on, logits of the last position only, as ``generate`` prefills) with
-    and without ``return_router_logits``, alternating which goes first; then the head alone; then each
-    of ``routers`` routing the same prompts."""
+    and without the in-model router (trunk states kept, the head run on them), alternating which goes first;
+    then the head alone; then each of ``routers`` routing the same prompts. The head is the first in-model
+    router's among ``routers``, else an untrained one for seven labels (it costs the same)."""
+    from .inmodel import RouterHead
+
     base = unwrap(model).eval()
+    head = next((r.head for r in (routers or {}).values() if getattr(r, "kind", None) == "inmodel"),
+                RouterHead(base.config.hidden_size, 7, base.config.rms_norm_eps))
     prompts = check_prompts(prompts)[:batch_size]
     if len(prompts) < batch_size:
-        raise ValueError(f"bench needs {batch_size} prompts, got {len(prompts)}")
+        raise DataError(f"bench needs {batch_size} prompts, got {len(prompts)}")
     encoded = encode_prompts(tokenizer, prompts, base.config.max_position_embeddings, prompt_format)
     _, ids, mask = next(padded_batches(encoded, batch_size, pad_id_of(tokenizer, base)))
 
     def prefill(router: bool):
-        return base(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1,
-                    return_router_logits=router)
+        out = base(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1, return_trunk_states=router)
+        return head(out.trunk_states, mask) if router else out
 
     for _ in range(warmup):
         prefill(False), prefill(True)
@@ -94,11 +100,11 @@ def bench_router_overhead(model, tokenizer, prompts: Sequence[str], *, batch_siz
         for flag in order:
             (routed if flag else plain).append(_timed(lambda flag=flag: prefill(flag)))
     trunk = base.model(input_ids=ids, attention_mask=mask, use_cache=False, return_trunk_states=True)["trunk_states"]
-    head = [_timed(lambda: base.router_head(trunk, mask)) for _ in range(repeats)]
+    head_times = [_timed(lambda: head(trunk, mask)) for _ in range(repeats)]
     ratios = [b / a for a, b in zip(plain, routed)]
     result = RouterBench(batch_size=batch_size, prompt_tokens=int(ids.shape[1]), prefill_ms=min(plain),
                          prefill_router_ms=min(routed), overhead_pct=100 * (min(routed) / min(plain) - 1),
-                         overhead_median_pct=100 * (statistics.median(ratios) - 1), head_ms=min(head),
+                         overhead_median_pct=100 * (statistics.median(ratios) - 1), head_ms=min(head_times),
                          repeats=repeats)
     for name, router in (routers or {}).items():
         router.route(prompts)  # warm-up

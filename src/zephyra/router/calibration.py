@@ -18,6 +18,8 @@ from typing import Literal
 
 import numpy as np
 
+from ..errors import ConfigError, DataError
+
 BASE = "base"  # the label a router abstains to
 ThresholdStrategy = Literal["accuracy", "recall"]
 
@@ -31,9 +33,9 @@ class Calibration:
 
     def __post_init__(self):
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
-            raise ValueError(f"temperature must be a positive number, got {self.temperature!r}")
+            raise ConfigError(f"temperature must be a positive number, got {self.temperature!r}")
         if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {self.threshold!r}")
+            raise ConfigError(f"threshold must be in [0, 1], got {self.threshold!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,11 +53,11 @@ class CalibrationConfig:
 
     def __post_init__(self):
         if self.threshold_strategy not in ("accuracy", "recall"):
-            raise ValueError(f"threshold_strategy must be 'accuracy' or 'recall', got {self.threshold_strategy!r}")
+            raise ConfigError(f"threshold_strategy must be 'accuracy' or 'recall', got {self.threshold_strategy!r}")
         if not 0.0 < self.target_recall <= 1.0:
-            raise ValueError(f"target_recall must be in (0, 1], got {self.target_recall!r}")
+            raise ConfigError(f"target_recall must be in (0, 1], got {self.target_recall!r}")
         if self.ece_bins < 1:
-            raise ValueError(f"ece_bins must be positive, got {self.ece_bins!r}")
+            raise ConfigError(f"ece_bins must be positive, got {self.ece_bins!r}")
 
 
 # --- temperature -----------------------------------------------------------------------------------------------
@@ -159,10 +161,10 @@ def fit_threshold(probs: np.ndarray, labels: list[str], targets: list[str], stra
         correct = cum_base[ks] + (cum_ok[-1] - cum_ok[ks])
         return float(ts[int(np.argmax(correct))])  # argmax takes the first (smallest k) of equals
     if strategy != "recall":
-        raise ValueError(f"threshold strategy must be 'accuracy' or 'recall', got {strategy!r}")
+        raise ConfigError(f"threshold strategy must be 'accuracy' or 'recall', got {strategy!r}")
     n_base = int(is_base.sum())
     if n_base == 0:
-        raise ValueError("fitting a threshold for abstention recall needs some true 'base' prompts in validation")
+        raise DataError("fitting a threshold for abstention recall needs some true 'base' prompts in validation")
     # a true-base prompt goes to base when abstained, or when kept with base as its top label
     base_top = np.concatenate([[0], np.cumsum(is_base & top_ok)])
     recall = (cum_base[ks] + (base_top[-1] - base_top[ks])) / n_base
@@ -178,7 +180,7 @@ def fit_calibration(logits: np.ndarray, labels: list[str], targets: list[str],
     index = {label: i for i, label in enumerate(labels)}
     known = [i for i, t in enumerate(targets) if t in index]
     if not known:
-        raise ValueError(f"no validation prompt has one of the router's labels {labels}")
+        raise DataError(f"no validation prompt has one of the router's labels {labels}")
     logits = np.asarray(logits, dtype=np.float64)
     temperature = fit_temperature(logits[known], np.array([index[targets[i]] for i in known]))
     threshold = fit_threshold(softmax(logits, temperature), labels, targets, cfg.threshold_strategy,

@@ -16,19 +16,14 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="tiny ada: train, evaluate and benchmark the prompt router.", no_args_is_help=True)
+from .. import clikit
+
+from ..errors import ConfigError
+
+app = clikit.app("tiny ada: train, evaluate and benchmark the prompt router.")
 
 KINDS = ("inmodel", "external", "arrow")
 DATA = Path("runs/data/router")
-
-
-def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def _errors() -> tuple[type[Exception], ...]:
-    return (ValueError, FileNotFoundError, KeyError)
 
 
 @app.command()
@@ -49,16 +44,13 @@ def train(
     zephyra router train --kind inmodel --model runs/base --data runs/data/router --out runs/router/inmodel
     """
     if kind not in KINDS:
-        fail(f"unknown router kind {kind!r}; known: {', '.join(KINDS)}")
-    try:
-        from .fit import fit_and_save
+        clikit.fail(f"unknown router kind {kind!r}; known: {', '.join(KINDS)}")
+    from .fit import fit_and_save
 
-        out = out or Path("runs/router") / kind
-        router, report = fit_and_save(kind, data, out, model=model, tokenizer=tokenizer, adapters=adapters,
-                                      threshold_strategy=threshold_strategy, target_recall=target_recall,
-                                      prompt_format=prompt_format, pooling=pooling)
-    except _errors() as e:
-        fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    out = out or Path("runs/router") / kind
+    router, report = fit_and_save(kind, data, out, model=model, tokenizer=tokenizer, adapters=adapters,
+                                  threshold_strategy=threshold_strategy, target_recall=target_recall,
+                                  prompt_format=prompt_format, pooling=pooling)
     val = report.get("validation", {})
     typer.echo(f"{kind} router written to {out}: validation accuracy {val.get('accuracy', float('nan')):.3f}, "
                f"T={router.calibration.temperature:.3f}, threshold={router.calibration.threshold:.3f}")
@@ -77,22 +69,20 @@ def evaluate(
 
     zephyra router eval --router runs/router/inmodel --router runs/router/minilm --model runs/base
     """
-    try:
-        from ..io import sha256_dir
-        from .artifact import load_base, load_router, router_kind
-        from .data import load_router_data
-        from .evaluate import evaluate_router, markdown_table, write_report
+    from ..io import sha256_dir
+    from ..loader import load_model
+    from .artifact import load_router, router_kind
+    from .data import load_router_data
+    from .evaluate import evaluate_router, markdown_table, write_report
 
-        needs_base = any(router_kind(r) != "external" for r in router)  # checks each is a router first
-        test = load_router_data(data, (split,))[split]
-        if needs_base and model is None:
-            raise ValueError("an inmodel or arrow router needs the base model: pass --model DIR")
-        base, tok = load_base(model, tokenizer) if needs_base else (None, None)
-        evals = [evaluate_router(load_router(r, model=base, tokenizer=tok), test, name=r.name) for r in router]
-        write_report(evals, out, split=split, inputs={"data": {"path": str(data), "sha256": sha256_dir(data)},
-                                                       "routers": [str(r) for r in router]})
-    except _errors() as e:
-        fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    needs_base = any(router_kind(r) != "external" for r in router)  # checks each is a router first
+    test = load_router_data(data, (split,))[split]
+    if needs_base and model is None:
+        raise ConfigError("an inmodel or arrow router needs the base model: pass --model DIR")
+    base, tok = load_model(model, tokenizer_dir=tokenizer) if needs_base else (None, None)
+    evals = [evaluate_router(load_router(r, model=base, tokenizer=tok), test, name=r.name) for r in router]
+    write_report(evals, out, split=split, inputs={"data": {"path": str(data), "sha256": sha256_dir(data)},
+                                                   "routers": [str(r) for r in router]})
     typer.echo(markdown_table(evals))
     typer.echo(f"report written to {out}")
 
@@ -112,22 +102,20 @@ def bench(
 
     zephyra router bench --model runs/base --router runs/router/minilm --data runs/data/router
     """
-    try:
-        from ..io import atomic_write_json
-        from .artifact import load_base, load_router
-        from .bench import bench_router_overhead
-        from .data import load_router_data
+    from ..io import atomic_write_json
+    from ..loader import load_model
+    from .artifact import load_router
+    from .bench import bench_router_overhead
+    from .data import load_router_data
 
-        base, tok = load_base(model, tokenizer)
-        prompts = (load_router_data(data, ("test",))["test"].prompts if data else
-                   ["What is a compiler?", "What does zip() do?", "Who is Polonius?", "What does John 3:16 say?",
-                    "What is the symbol for iron?", "What is the capital of Peru?", "hello", "Tell me a joke."])
-        routers = {r.name: load_router(r, model=base, tokenizer=tok) for r in router or []}
-        result = bench_router_overhead(base, tok, prompts, batch_size=batch_size, repeats=repeats, routers=routers)
-        if json_out:
-            atomic_write_json(json_out, result.to_dict())
-    except _errors() as e:
-        fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    base, tok = load_model(model, tokenizer_dir=tokenizer)
+    prompts = (load_router_data(data, ("test",))["test"].prompts if data else
+               ["What is a compiler?", "What does zip() do?", "Who is Polonius?", "What does John 3:16 say?",
+                "What is the symbol for iron?", "What is the capital of Peru?", "hello", "Tell me a joke."])
+    routers = {r.name: load_router(r, model=base, tokenizer=tok) for r in router or []}
+    result = bench_router_overhead(base, tok, prompts, batch_size=batch_size, repeats=repeats, routers=routers)
+    if json_out:
+        atomic_write_json(json_out, result.to_dict())
     typer.echo(result.markdown())
 
 

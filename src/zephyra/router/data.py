@@ -11,10 +11,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import DataError
+
 COLUMNS = ("prompt", "label")
 
 
-class RouterDataError(ValueError):
+class RouterDataError(DataError):
     """Router data that cannot be used; the message is one line naming the dataset."""
 
 
@@ -69,4 +71,38 @@ def load_router_data(path: str | os.PathLike, splits: tuple[str, ...] = ("train"
         out[split] = RouterSplit(list(ds["prompt"]), list(ds["label"]), list(templates))
         if not len(out[split]):
             raise RouterDataError(f"{path}/{split}: the split is empty")
+    return out
+
+
+def for_labels(splits: dict[str, RouterSplit], adapters: list[str], data_root: str | os.PathLike | None = None,
+               per_label: int | None = None) -> dict[str, RouterSplit]:
+    """Router data for the label set ``["base", *adapters]``: what an open adapter set needs, so a router can be
+    retrained for a new adapter while the base and the other adapters stay as they are.
+
+    - a prompt whose label has no adapter becomes a ``base`` prompt (the runtime answers it with the base);
+    - an adapter with no prompts in the data gets its domain's own questions, ``<data_root>/domains/<name>/qa``
+      (train for train, validation for validation), at most ``per_label`` of them (default: as many as the
+      largest label already has), or a one-line RouterDataError saying what to provide."""
+    import datasets
+
+    wanted = [a for a in adapters if a != "base"]
+    out = {}
+    for split, data in splits.items():
+        labels = [y if y in wanted else "base" for y in data.labels]
+        prompts, templates = list(data.prompts), list(data.templates)
+        have = set(labels)
+        cap = per_label or max((labels.count(y) for y in have), default=0) or 1000
+        for name in [a for a in wanted if a not in have]:
+            qa = Path(data_root or ".") / "domains" / name / "qa"
+            if not (qa / "dataset_dict.json").is_file():
+                raise RouterDataError(f"no router prompts for adapter {name!r}: the router data has none and "
+                                      f"{qa} holds no questions (build it: zephyra data domain {name} ...)")
+            dd = datasets.load_from_disk(str(qa))
+            if split not in dd or not len(dd[split]):
+                raise RouterDataError(f"no router prompts for adapter {name!r}: {qa} has no {split!r} questions")
+            questions = list(dict.fromkeys(dd[split]["question"]))[:cap]
+            prompts += questions
+            labels += [name] * len(questions)
+            templates += [f"{name}/qa"] * len(questions)
+        out[split] = RouterSplit(prompts, labels, templates)
     return out

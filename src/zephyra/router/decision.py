@@ -16,10 +16,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import ArtifactError, RequestError
 from .calibration import BASE, Calibration, decide, softmax
 
 
-class RouterInputError(ValueError):
+class RouterInputError(RequestError):
     """A prompt a router cannot route (empty, or not text); the message is one line."""
 
 
@@ -27,7 +28,7 @@ class EmptyPromptError(RouterInputError):
     """An empty (or whitespace-only) prompt."""
 
 
-class RouterArtifactError(ValueError):
+class RouterArtifactError(ArtifactError):
     """A router directory that cannot be loaded here (missing files, another base, another encoder)."""
 
 
@@ -66,6 +67,14 @@ class Router(Protocol):
     calibration: Calibration
 
     def route(self, prompts: Sequence[str]) -> list[RouteDecision]: ...
+
+
+def check_labels(labels: Sequence[str]) -> list[str]:
+    """A router's labels as a list of two or more distinct names, or a one-line RouterArtifactError."""
+    labels = [str(label) for label in labels]
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise RouterArtifactError(f"a router needs two or more distinct labels, got {labels!r}")
+    return labels
 
 
 def check_prompts(prompts: Sequence[str]) -> list[str]:

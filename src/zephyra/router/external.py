@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import ConfigError, DataError
 from .artifact import read_router_dir, save_router_dir
 from .calibration import BASE, Calibration, CalibrationConfig, decide, fit_calibration, softmax
 from .data import RouterSplit
@@ -82,7 +83,7 @@ class ExternalTrainConfig:
 
     def __post_init__(self):
         if not self.c_grid or any(c <= 0 for c in self.c_grid):
-            raise ValueError(f"c_grid must be positive numbers, got {self.c_grid!r}")
+            raise ConfigError(f"c_grid must be positive numbers, got {self.c_grid!r}")
         if isinstance(self.calibration, dict):
             self.calibration = CalibrationConfig(**self.calibration)
 
@@ -158,7 +159,7 @@ def train_external_router(train: RouterSplit, validation: RouterSplit, cfg: Exte
     cfg = cfg or ExternalTrainConfig()
     labels = label_order(train.labels)
     if len(labels) < 2:
-        raise ValueError(f"the training data has {len(labels)} label(s): a router needs two or more")
+        raise DataError(f"the training data has {len(labels)} label(s): a router needs two or more")
     validation.check_labels(labels, "validation")
     encoder = encoder or MiniLMEncoder()
     t0 = time.perf_counter()

@@ -15,22 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from ..adapters.fingerprint import unwrap
+from ..chat import FORMATS as PROMPT_FORMATS  # noqa: F401  (the routers read it from here)
+from ..chat import encode_prompt  # the project's one chat encoder: ids exactly as the runtime prefills them
 from .decision import PromptTruncatedWarning
 
-PROMPT_FORMATS = ("chat", "raw")
-
-
-def encode_prompt(tokenizer, prompt: str, prompt_format: str = "chat") -> list[int]:
-    """Token ids of one prompt as the runtime encodes it (see the module docstring)."""
-    if prompt_format == "chat":
-        if not getattr(tokenizer, "chat_template", None):
-            raise ValueError("prompt_format 'chat' needs a tokenizer with a chat template (or use 'raw')")
-        return list(tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                  tokenize=True, return_dict=False))
-    if prompt_format == "raw":
-        return list(tokenizer(prompt)["input_ids"])
-    raise ValueError(f"unknown prompt_format {prompt_format!r}: use one of {', '.join(PROMPT_FORMATS)}")
-
+POOLINGS = ("mean", "last")
 
 def encode_prompts(tokenizer, prompts: Sequence[str], max_length: int, prompt_format: str = "chat"
                    ) -> list[list[int]]:
@@ -75,7 +64,7 @@ def pad_id_of(tokenizer, model) -> int:
 
 
 def pool_states(states: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(B, T, C) -> (B, C): masked mean, or each row's last real token, as ZephyraRouterHead pools."""
+    """(B, T, C) -> (B, C): masked mean, or each row's last real token (left or right padding alike)."""
     m = mask[:, -states.shape[1]:].to(states.dtype)
     if pooling == "last":
         idx = (m * torch.arange(1, m.shape[1] + 1, device=m.device)).argmax(dim=1)
@@ -84,42 +73,19 @@ def pool_states(states: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch
 
 
 def head_features(trunk_states: torch.Tensor, mask: torch.Tensor, eps: float, pooling: str) -> torch.Tensor:
-    """What the router head's linear layer sees, before the norm's weight: pooled, weight-free RMS-normalised
-    trunk states (B, C). The head computes ``proj(norm.weight * features)``: the norm's weight is a per-channel
-    scale, which commutes with pooling, so these features are exact and can be cached once."""
+    """What the router head's linear layer sees, before its per-channel scale: pooled, weight-free
+    RMS-normalised trunk states (B, C). The head computes ``proj(norm.weight * features)``: a per-channel scale
+    commutes with pooling, so these features are exact and can be cached once (training fits on the cache)."""
     h = F.rms_norm(trunk_states.float(), (trunk_states.shape[-1],), None, eps)
     return pool_states(h, mask, pooling)
 
 
 @torch.no_grad()
-def trunk_features(model, encoded: list[list[int]], batch_size: int = 32, pad_id: int = 0) -> torch.Tensor:
-    """Features (N, C) of every encoded prompt, in input order, from the trunk alone (``model.route`` runs only
-    the trunk; a hook reads what it hands the head)."""
+def trunk_features(model, head, encoded: list[list[int]], batch_size: int = 32, pad_id: int = 0) -> torch.Tensor:
+    """What ``head`` reads (``head.features``: pooled, RMS-normalised trunk states) for every encoded prompt,
+    (N, C) in input order, from the trunk alone (``trunk_states`` runs no branch layer)."""
     base = unwrap(model)
-    if base.router_head is None:
-        raise ValueError("this model has no router head: set router_labels in its config")
-    captured: list[torch.Tensor] = []
-    eps, pooling = base.config.rms_norm_eps, base.config.router_pooling
-
-    def hook(_module, args):
-        captured.append(head_features(args[0], args[1], eps, pooling))
-
     out = torch.empty(len(encoded), base.config.hidden_size)
-    handle = base.router_head.register_forward_pre_hook(hook)
-    try:
-        for rows, ids, mask in padded_batches(encoded, batch_size, pad_id):
-            base.route(ids, mask)
-            out[rows] = captured.pop()
-    finally:
-        handle.remove()
-    return out
-
-
-@torch.no_grad()
-def head_logits(model, encoded: list[list[int]], batch_size: int = 32, pad_id: int = 0) -> torch.Tensor:
-    """Router logits (N, L) of every encoded prompt, in input order, from the trunk and the model's head."""
-    base = unwrap(model)
-    out = torch.empty(len(encoded), len(base.config.router_labels))
     for rows, ids, mask in padded_batches(encoded, batch_size, pad_id):
-        out[rows] = base.route(ids, mask).float()
+        out[rows] = head.features(base.trunk_states(ids, mask), mask)
     return out

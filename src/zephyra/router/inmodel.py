@@ -1,16 +1,20 @@
-"""The in-model router ("tiny ada"): the Zephyra model's own router head on the trunk's pooled prompt states.
+"""The in-model router ("tiny ada"): a small head on the Zephyra base's own trunk states of the prompt.
 
-Training freezes the whole base and fits only ``model.router_head``. The trunk is frozen, so its pooled features
-are computed once per prompt (a feature cache: training then takes seconds) and a linear classifier is fitted on
-them with AdamW, weight decay and early stopping on validation loss; its weights are written into the head.
-Temperature and abstention threshold are then fitted on validation (calibration.py).
+The head and its labels are the router's artifact (``router.json`` + ``router.safetensors`` beside the base),
+not part of the base: the base's fingerprint and config know no labels, so adding an adapter means training a
+router for the new label set (seconds) while the base and every other adapter stay as they are.
 
-    zephyra router train --kind inmodel --model runs/base --data runs/data/router --out runs/router/inmodel
+Training leaves the base untouched. The trunk is frozen, so its pooled features are computed once per prompt (a
+feature cache: training then takes seconds) and a linear classifier is fitted on them with AdamW, weight decay
+and early stopping on validation loss; its weights become the head. Temperature and abstention threshold are
+then fitted on validation (calibration.py).
+
+    zephyra router train --kind inmodel --model runs/phase2/final --data runs/data/router --out runs/router/inmodel
 
     router = InModelRouter.load("runs/router/inmodel", model, tokenizer)
     router.route(["What does zip() do?"])                    # trunk-only forward pass
-    out = model(ids, attention_mask=mask, return_router_logits=True)
-    router.route_from_logits(out.router_logits, prompts)     # routing from the generation's own prefill
+    out = model(ids, attention_mask=mask, return_trunk_states=True)
+    router.route_trunk(out.trunk_states, mask, prompts)      # routing from the generation's own prefill
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ from torch import nn
 
 from ..adapters import BaseFingerprint
 from ..adapters.fingerprint import unwrap
+from ..errors import ConfigError
 from .artifact import check_router_base, read_router_dir, router_base_fingerprint, save_router_dir
-from .calibration import Calibration, CalibrationConfig, decide, fit_calibration, softmax
+from .calibration import BASE, Calibration, CalibrationConfig, decide, fit_calibration, softmax
 from .data import RouterSplit
-from .decision import RouteDecision, RouterArtifactError, check_prompts, decisions_from_logits
-from .features import PROMPT_FORMATS, encode_prompts, head_logits, pad_id_of, trunk_features
+from .decision import RouteDecision, RouterArtifactError, check_labels, check_prompts, decisions_from_logits
+from .features import POOLINGS, PROMPT_FORMATS, encode_prompts, head_features, pad_id_of, trunk_features
 from .metrics import route_metrics
 
 
@@ -42,6 +47,8 @@ class InModelTrainConfig:
     """How the router head is fitted. ``zephyra router train --kind inmodel`` exposes these as options."""
 
     prompt_format: str = "chat"  # "chat": as the runtime prefills a prompt (so one pass routes and generates)
+    pooling: str = "mean"  # how the head pools the prompt's trunk states: "mean" or "last"
+    labels: list[str] | None = None  # the router's labels; None: "base" and every label of the training data
     batch_size: int = 32  # prompts per trunk forward pass while caching features
     lr: float = 1e-2
     weight_decay: float = 1e-2  # AdamW's decoupled decay on the projection (not its bias)
@@ -55,27 +62,73 @@ class InModelTrainConfig:
 
     def __post_init__(self):
         if self.prompt_format not in PROMPT_FORMATS:
-            raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}")
+            raise ConfigError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         for name in ("batch_size", "minibatch", "max_epochs", "patience"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if isinstance(self.calibration, dict):
             self.calibration = CalibrationConfig(**self.calibration)
 
 
+class RouterHead(nn.Module):
+    """Trunk states (B, T, C) of a prompt -> one logit per label: RMS-normalised, pooled over the prompt's real
+    tokens (mean, or each row's last token), scaled per channel and projected. It is the router's, not the
+    base's: saved in the router's own directory, so the base knows no labels and an adapter set can grow."""
+
+    def __init__(self, hidden_size: int, num_labels: int, eps: float = 1e-6, pooling: str = "mean"):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        if num_labels < 2:
+            raise ConfigError(f"a router needs two or more labels, got {num_labels}")
+        self.norm = nn.Module()
+        self.norm.weight = nn.Parameter(torch.ones(hidden_size))
+        self.proj = nn.Linear(hidden_size, num_labels, bias=True)
+        self.eps, self.pooling = eps, pooling
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def features(self, trunk_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """What the linear layer reads, before the per-channel scale: (B, C). Cacheable (see features.py)."""
+        if attention_mask is None:
+            attention_mask = torch.ones(trunk_states.shape[:2], dtype=torch.long, device=trunk_states.device)
+        return head_features(trunk_states, attention_mask, self.eps, self.pooling)
+
+    def forward(self, trunk_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.from_features(self.features(trunk_states, attention_mask))  # (B, n_labels)
+
+    def from_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self.proj(features * self.norm.weight.float())
+
+
+def _zephyra(model):
+    base = unwrap(model)
+    if getattr(base.config, "model_type", None) != "zephyra":
+        raise RouterArtifactError(f"the in-model router reads a Zephyra trunk; this base is "
+                                  f"{getattr(base.config, 'model_type', type(base).__name__)!r}")
+    return base
+
+
 class InModelRouter:
-    """Routes with the model's router head, calibrated. ``model`` may be the base or a PeftModel over it (the
-    trunk is never adapted, so adapters do not change routing; prefix tuning, which prefixes every layer, would)."""
+    """Routes with a head on the base's trunk states, calibrated. ``model`` may be the base or a PeftModel over it
+    (the trunk is never adapted, so adapters do not change routing; prefix tuning, which prefixes every layer,
+    would). The head and its labels belong to the router: a new label set is a new router, the base unchanged."""
 
     kind = "inmodel"
 
-    def __init__(self, model, tokenizer, calibration: Calibration | None = None, prompt_format: str = "chat",
+    def __init__(self, model, tokenizer, labels: Sequence[str], head: RouterHead | None = None,
+                 calibration: Calibration | None = None, prompt_format: str = "chat", pooling: str = "mean",
                  batch_size: int = 32, base: BaseFingerprint | None = None):
+        cfg = _zephyra(model).config
         self.model, self.tokenizer = model, tokenizer
-        cfg = unwrap(model).config
-        if unwrap(model).router_head is None:
-            raise ValueError("this model has no router head: set router_labels in its config")
-        self.labels: list[str] = list(cfg.router_labels)
+        self.labels: list[str] = check_labels(labels)
+        self.head = head if head is not None else RouterHead(cfg.hidden_size, len(self.labels), cfg.rms_norm_eps,
+                                                             pooling)
+        if self.head.proj.out_features != len(self.labels):
+            raise RouterArtifactError(f"a head with {self.head.proj.out_features} outputs for {len(self.labels)} "
+                                      "labels")
         self.calibration = calibration or Calibration()
         self.prompt_format, self.batch_size = prompt_format, batch_size
         self.max_length: int = cfg.max_position_embeddings
@@ -88,7 +141,10 @@ class InModelRouter:
     def logits(self, prompts: Sequence[str]) -> np.ndarray:
         """Raw (uncalibrated) router logits (N, L)."""
         encoded = self.encode(prompts)
-        return head_logits(self.model, encoded, self.batch_size, pad_id_of(self.tokenizer, unwrap(self.model))).numpy()
+        pad = pad_id_of(self.tokenizer, unwrap(self.model))
+        with torch.no_grad():
+            return self.head.from_features(trunk_features(self.model, self.head, encoded, self.batch_size,
+                                                          pad)).numpy()
 
     def route(self, prompts: Sequence[str]) -> list[RouteDecision]:
         prompts = check_prompts(prompts)
@@ -96,49 +152,50 @@ class InModelRouter:
             return []
         return decisions_from_logits(prompts, self.logits(prompts), self.labels, self.calibration)
 
-    def route_from_trunk_states(self, trunk_states: torch.Tensor, attention_mask: torch.Tensor | None,
-                                prompts: Sequence[str]) -> list[RouteDecision]:
-        """Decisions from trunk states (B, T, C) the caller already has (``model.model(...,
-        return_trunk_states=True)["trunk_states"]``), through the model's head."""
+    def route_trunk(self, trunk_states: torch.Tensor, attention_mask: torch.Tensor | None,
+                    prompts: Sequence[str] | None = None) -> list[RouteDecision]:
+        """Decisions from trunk states (B, T, C) the caller already has, e.g. those of a generation's own
+        prefill (``model(..., return_trunk_states=True).trunk_states``): routing then costs no pass of its own.
+        Without ``prompts`` the decisions' ``prompt`` is empty (the caller knows its prompts). What the runtime
+        calls, between the last trunk layer and the first branch layer."""
         with torch.no_grad():
-            logits = unwrap(self.model).router_head(trunk_states, attention_mask)
+            logits = self.head(trunk_states, attention_mask)
         return self.route_from_logits(logits, prompts)
 
     def route_from_logits(self, router_logits: torch.Tensor | np.ndarray, prompts: Sequence[str] | None = None
                           ) -> list[RouteDecision]:
-        """Decisions from router logits the caller already has, e.g. ``model(..., return_router_logits=True)
-        .router_logits`` of a generation's prefill: routing then costs no pass of its own. Without ``prompts``
-        the decisions' ``prompt`` is empty (the caller knows its prompts)."""
+        """Decisions from raw router logits (N, L)."""
         if isinstance(router_logits, torch.Tensor):
             router_logits = router_logits.detach().float().cpu().numpy()
         prompts = [""] * len(router_logits) if prompts is None else list(prompts)
         return decisions_from_logits(prompts, router_logits, self.labels, self.calibration)
 
-    # the runtime's router callback (zephyra.resolve.Resolver): router logits (B, L) -> one decision per row
-    __call__ = route_from_logits
-
     # --- artifact ---
     def save(self, out_dir: str | os.PathLike, *, config: dict | None = None, metrics: dict | None = None,
              inputs: dict | None = None) -> Path:
-        head = unwrap(self.model).router_head
+        cfg = unwrap(self.model).config
         spec = {"kind": self.kind, "labels": self.labels, "calibration": self.calibration.to_dict(),
-                "prompt_format": self.prompt_format, "pooling": unwrap(self.model).config.router_pooling}
-        return save_router_dir(out_dir, spec, dict(head.state_dict()), config=config, metrics=metrics,
+                "prompt_format": self.prompt_format, "pooling": self.head.pooling, "eps": self.head.eps,
+                "hidden_size": cfg.hidden_size, "num_trunk_layers": cfg.num_trunk_layers}
+        return save_router_dir(out_dir, spec, dict(self.head.state_dict()), config=config, metrics=metrics,
                                inputs=inputs, base=self._base or router_base_fingerprint(self.model))
 
     @classmethod
     def load(cls, path: str | os.PathLike, model, tokenizer, batch_size: int = 32) -> InModelRouter:
-        """Load a saved router head into ``model``'s router head; refused for any other base."""
+        """A saved router on ``model``'s trunk; refused for any other base (its fingerprint)."""
         spec, tensors, manifest = read_router_dir(path, kind=cls.kind)
-        base = unwrap(model)
-        if base.router_head is None or list(base.config.router_labels) != spec["labels"]:
-            raise RouterArtifactError(f"{path}: router labels {spec['labels']} do not match the model's "
-                                      f"{getattr(base.config, 'router_labels', None)}")
         check_router_base(path, manifest, model)
-        with torch.no_grad():
-            base.router_head.load_state_dict(tensors)
-        return cls(model, tokenizer, spec["calibration"], spec["prompt_format"], batch_size,
-                   BaseFingerprint(**{k: v for k, v in manifest["base"].items() if k != "fingerprint"}))
+        cfg = _zephyra(model).config
+        head = RouterHead(cfg.hidden_size, len(spec["labels"]), spec.get("eps", cfg.rms_norm_eps),
+                          spec.get("pooling", "mean"))
+        try:
+            head.load_state_dict(tensors)
+        except RuntimeError as e:
+            raise RouterArtifactError(f"{path}: the router head does not fit this base "
+                                      f"({str(e).splitlines()[-1].strip()[:120]})") from None
+        return cls(model, tokenizer, spec["labels"], head, spec["calibration"], spec["prompt_format"],
+                   batch_size=batch_size,
+                   base=BaseFingerprint(**{k: v for k, v in manifest["base"].items() if k != "fingerprint"}))
 
 
 # --- training --------------------------------------------------------------------------------------------------
@@ -190,42 +247,29 @@ def fit_linear(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor
     return lin.weight.detach(), lin.bias.detach(), history
 
 
-@torch.no_grad()
-def write_head(head: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
-    """The fitted classifier into the head: its norm's weight back to ones (the features were fitted without
-    it), its projection to the classifier."""
-    head.norm.weight.fill_(1.0)
-    head.proj.weight.copy_(weight)
-    head.proj.bias.copy_(bias)
-
-
-def features_to_logits(head: nn.Module, features: torch.Tensor) -> torch.Tensor:
-    """What the head outputs for cached features (exactly ``model.route``'s logits)."""
-    with torch.no_grad():
-        return head.proj(features * head.norm.weight.float())
+def labels_of(train: RouterSplit) -> list[str]:
+    """A router's labels from its training data: "base" first, then every other label in sorted order."""
+    return [BASE, *sorted(set(train.labels) - {BASE})]
 
 
 def train_inmodel_router(model, tokenizer, train: RouterSplit, validation: RouterSplit,
                          cfg: InModelTrainConfig | None = None) -> tuple[InModelRouter, dict]:
-    """Fit ``model.router_head`` (everything else frozen and unchanged) and calibrate it. Returns the router and
-    a report (history, timings, validation metrics) for the manifest."""
+    """Fit a head for ``cfg.labels`` (default: ``labels_of(train)``) on the base's frozen trunk, and calibrate it.
+    The base is not changed. Returns the router and a report (history, timings, validation metrics) for the
+    manifest."""
     cfg = cfg or InModelTrainConfig()
-    base = unwrap(model)
-    if base.router_head is None:
-        raise ValueError("this model has no router head: set router_labels in its config")
-    labels = list(base.config.router_labels)
+    base = _zephyra(model)
+    labels = check_labels(cfg.labels if cfg.labels is not None else labels_of(train))
     train.check_labels(labels, "train")
     validation.check_labels(labels, "validation")
-    fingerprint = router_base_fingerprint(base)  # before the head changes
-    for p in base.parameters():
-        p.requires_grad_(False)
     base.eval()
-    router = InModelRouter(model, tokenizer, Calibration(), cfg.prompt_format, cfg.batch_size, fingerprint)
+    router = InModelRouter(model, tokenizer, labels, calibration=Calibration(), prompt_format=cfg.prompt_format,
+                           pooling=cfg.pooling, batch_size=cfg.batch_size, base=router_base_fingerprint(base))
     # --- feature cache: one trunk pass per prompt ---
     t0 = time.perf_counter()
     pad = pad_id_of(tokenizer, base)
-    x_tr = trunk_features(base, router.encode(train.prompts), cfg.batch_size, pad)
-    x_va = trunk_features(base, router.encode(validation.prompts), cfg.batch_size, pad)
+    x_tr = trunk_features(base, router.head, router.encode(train.prompts), cfg.batch_size, pad)
+    x_va = trunk_features(base, router.head, router.encode(validation.prompts), cfg.batch_size, pad)
     t1 = time.perf_counter()
     index = {label: i for i, label in enumerate(labels)}
     y_tr = torch.tensor([index[y] for y in train.labels])
@@ -233,8 +277,11 @@ def train_inmodel_router(model, tokenizer, train: RouterSplit, validation: Route
     # --- fit the head on the cache, then calibrate on validation ---
     with single_thread():
         weight, bias, hist = fit_linear(x_tr, y_tr, x_va, y_va, len(labels), cfg)
-    write_head(base.router_head, weight, bias)
-    val_logits = features_to_logits(base.router_head, x_va).numpy()
+    with torch.no_grad():  # the features were fitted without the head's per-channel scale: it stays at ones
+        router.head.norm.weight.fill_(1.0)
+        router.head.proj.weight.copy_(weight)
+        router.head.proj.bias.copy_(bias)
+        val_logits = router.head.from_features(x_va).numpy()
     router.calibration = fit_calibration(val_logits, labels, validation.labels, cfg.calibration)
     decided, _ = decide(softmax(val_logits, router.calibration.temperature), labels, router.calibration.threshold)
     report = {**hist, "feature_seconds": round(t1 - t0, 3), "fit_seconds": round(time.perf_counter() - t1, 3),

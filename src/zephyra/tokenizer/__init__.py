@@ -13,6 +13,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from ..errors import ConfigError, DataError
 from ..io import atomic_directory, sha256_bytes
 from ..manifest import write_manifest
 
@@ -47,7 +48,7 @@ def _counted(texts: Iterable[str], stats: dict) -> Iterator[str]:
 def build_tokenizer(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on ``texts`` and wrap it as a PreTrainedTokenizerFast (not saved)."""
     if vocab_size < len(SPECIAL_TOKENS) + 256:
-        raise ValueError(f"vocab_size {vocab_size} is too small: byte-level BPE needs at least "
+        raise ConfigError(f"vocab_size {vocab_size} is too small: byte-level BPE needs at least "
                          f"{len(SPECIAL_TOKENS) + 256} (256 bytes + {len(SPECIAL_TOKENS)} special tokens)")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -57,7 +58,7 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 4096, min_frequency:
     stats = {"texts": 0, "chars": 0}
     tok.train_from_iterator(_counted(texts, stats), trainer=trainer)
     if stats["chars"] == 0:
-        raise ValueError("cannot train a tokenizer on an empty corpus: no text was given")
+        raise DataError("cannot train a tokenizer on an empty corpus: no text was given")
     # every encoded text starts with bos, as every training document does
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))])

@@ -7,10 +7,12 @@
     torchrun --standalone --nproc_per_node 2 -m zephyra.training base recipes/phase1.yaml
 """
 
-from .checkpoint import CheckpointError, verify
-from .config import DataSource, ModelSpec, RecipeError, TrainConfig, config_from_dict, load_recipe
-from .data import DataError
-from .trainer import train
+from .._lazy import exports
 
-__all__ = ["CheckpointError", "DataError", "DataSource", "ModelSpec", "RecipeError", "TrainConfig",
-           "config_from_dict", "load_recipe", "train", "verify"]
+__getattr__, __dir__, __all__ = exports(__name__, {
+    "checkpoint": ["CheckpointError", "verify"],
+    "config": ["DataSource", "ModelSpec", "RecipeError", "TrainConfig", "config_from_dict", "load_recipe"],
+    "..errors": ["DataError"],
+    "trainer": ["train"],
+    "adapter": ["AdapterRecipe", "load_adapter_recipe", "train_adapter"],
+})

@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 
 from ..io import atomic_directory, atomic_write_json, sha256_file
+from ..errors import ArtifactError
 from ..manifest import MANIFEST, read_manifest, write_manifest
 
 STEP_DIR = re.compile(r"^step-(\d{7,})$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ArtifactError):
     """A checkpoint that must not be loaded; one line saying which and why."""
 
 

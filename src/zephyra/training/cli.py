@@ -14,23 +14,13 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Train base models (phase 1, phase 2, baselines) and domain adapters from YAML recipes.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+from .. import clikit
+
+from ..errors import ConfigError
+
+app = clikit.app("Train base models (phase 1, phase 2, baselines) and domain adapters from YAML recipes.")
 
 _OVERRIDES = typer.Argument(None, help="key=value overrides; dotted keys reach into sections (optim.lr=1e-3)")
-
-
-def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(1)
-
-
-def _errors() -> tuple[type[Exception], ...]:
-    from .checkpoint import CheckpointError
-    from .config import RecipeError
-    from .data import DataError
-
-    return RecipeError, DataError, CheckpointError, FileNotFoundError
 
 
 @app.command()
@@ -40,11 +30,8 @@ def base(recipe: Path = typer.Argument(..., help="a YAML recipe, e.g. recipes/ph
     from .config import load_recipe
     from .trainer import train
 
-    try:
-        cfg = load_recipe(recipe, overrides or [])
-        result = train(cfg)
-    except _errors() as e:
-        _fail(e)
+    cfg = load_recipe(recipe, overrides or [])
+    result = train(cfg)
     typer.echo(f"final model: {result['paths']['final']}")
 
 
@@ -55,10 +42,7 @@ def show(recipe: Path = typer.Argument(..., help="a YAML recipe"), overrides: li
 
     from .config import load_recipe
 
-    try:
-        cfg = load_recipe(recipe, overrides or [])
-    except _errors() as e:
-        _fail(e)
+    cfg = load_recipe(recipe, overrides or [])
     typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
 
 
@@ -82,25 +66,16 @@ def compare(runs: list[Path] = typer.Argument(..., help="training run directorie
             baseline: Path = typer.Option(..., help="the run whose final validation loss is the target"),
             out: Path = typer.Option(Path("runs/compare"), help="where compare.md, compare.json and the plot go")) -> None:
     """Validation-loss curves of several runs: tokens each needed to reach the baseline's final loss."""
-    from .compare import CompareError, markdown, run_compare
+    from .compare import markdown, run_compare
 
-    try:
-        rows = run_compare(runs, baseline, out)
-    except CompareError as e:
-        _fail(e)
+    rows = run_compare(runs, baseline, out)
     typer.echo(markdown(rows, baseline.name).rstrip())
     typer.echo(f"plot: {out / 'val_loss.png'}")
 
 
 # --------------------------------------------------------------------------------------------------------------
-# adapters (zephyra.adapters.train)
+# adapters (zephyra.training.adapter)
 # --------------------------------------------------------------------------------------------------------------
-
-def _adapter_errors() -> tuple[type[Exception], ...]:
-    from ..adapters import AdapterConfigError, AdapterMismatchError
-
-    return (*_errors(), AdapterConfigError, AdapterMismatchError)
-
 
 _RECIPE_OPT = typer.Option(None, "--recipe", help="adapter recipe YAML (default: recipes/adapters/default.yaml)")
 _METHOD_OPT = typer.Option(None, "--method", help="lora, dora, qlora, ia3 or prefix (default: the recipe's)")
@@ -137,13 +112,10 @@ def adapter(domain: str = typer.Option(..., "--domain", help="a domain under <da
 
     zephyra train adapter --domain python --method lora --base runs/phase2/final max_steps=300
     """
-    from ..adapters.train import load_adapter_recipe, train_adapter
+    from .adapter import load_adapter_recipe, train_adapter
 
-    try:
-        r = load_adapter_recipe(recipe, overrides or [], domain=domain, method=method, base=base)
-        result = train_adapter(r, force=force)
-    except _adapter_errors() as e:
-        _fail(e)
+    r = load_adapter_recipe(recipe, overrides or [], domain=domain, method=method, base=base)
+    result = train_adapter(r, force=force)
     _adapter_table([result])
 
 
@@ -155,22 +127,19 @@ def adapters(domains: str = typer.Option("all", "--domains", help="all, or a com
 
     zephyra train adapters --domains all --method lora --base runs/phase2/final
     """
-    from ..adapters.train import available_domains, check_domain, load_adapter_recipe, train_adapter
+    from .adapter import available_domains, check_domain, load_adapter_recipe, train_adapter
 
-    try:
-        first = load_adapter_recipe(recipe, overrides or [], domain="-", method=method, base=base)
-        if first.out:
-            raise ValueError("out names one adapter directory; for several domains set out_root=DIR")
-        names = available_domains(first.data_root) if domains.strip() == "all" else \
-            [d.strip() for d in domains.split(",") if d.strip()]
-        if not names:
-            raise ValueError(f"no domains to train (--domains {domains!r})")
-        recipes = [load_adapter_recipe(recipe, overrides or [], domain=d, method=method, base=base) for d in names]
-        for r in recipes:  # every name checked before the first one trains
-            check_domain(r)
-        results = [train_adapter(r, force=force) for r in recipes]
-    except (*_adapter_errors(), ValueError) as e:
-        _fail(e)
+    first = load_adapter_recipe(recipe, overrides or [], domain="-", method=method, base=base)
+    if first.out:
+        raise ConfigError("out names one adapter directory; for several domains set out_root=DIR")
+    names = available_domains(first.data_root) if domains.strip() == "all" else \
+        [d.strip() for d in domains.split(",") if d.strip()]
+    if not names:
+        raise ConfigError(f"no domains to train (--domains {domains!r})")
+    recipes = [load_adapter_recipe(recipe, overrides or [], domain=d, method=method, base=base) for d in names]
+    for r in recipes:  # every name checked before the first one trains
+        check_domain(r)
+    results = [train_adapter(r, force=force) for r in recipes]
     _adapter_table(results)
 
 
@@ -186,19 +155,16 @@ def eval_phase1(models: list[Path] = typer.Argument(..., help="model directories
     import json
 
     from ..io import atomic_write_text
-    from ..resolve import load_model
+    from ..loader import load_model
     from .config import Phase1EvalConfig
     from .phase1_eval import evaluate_phase1
 
     cfg = Phase1EvalConfig(data=str(data), max_words=max_words or 10**9)
     results = {}
-    try:
-        for m in models:
-            model, tok = load_model(m)
-            metrics, details = evaluate_phase1(model, tok, cfg)
-            results[str(m)] = {"metrics": metrics, **details}
-    except (FileNotFoundError, ValueError) as e:
-        _fail(e)
+    for m in models:
+        model, tok = load_model(m)
+        metrics, details = evaluate_phase1(model, tok, cfg)
+        results[str(m)] = {"metrics": metrics, **details}
     keys = ["category_acc_train", "category_acc_heldout", "greeting_complete", "greeting_known"]
     typer.echo("| model | " + " | ".join(keys) + " | words (train / held-out) |")
     typer.echo("|---|" + "---|" * (len(keys) + 1))

@@ -15,10 +15,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ZephyraError
 from ..io import atomic_write_bytes, atomic_write_text
 
 
-class CompareError(ValueError):
+class CompareError(ZephyraError, ValueError):
     """A run that cannot be compared (no metrics, no evaluations); the message is one line."""
 
 

@@ -2,25 +2,22 @@
 
     cfg = load_recipe("recipes/phase1.yaml", ["optim.lr=1e-3", "max_steps=200"])
 
-Unknown keys and wrong types are one-line errors naming the key (``RecipeError``). The resolved config is saved
-beside every checkpoint and the final model (``to_dict``), and ``from_dict`` reads it back.
+Loading is zephyra.config's (the same rules for every config of the project): unknown keys and wrong types are
+one-line ``ConfigError``s naming the key (``RecipeError`` is the same class). The resolved config is saved
+beside every checkpoint and the final model (``to_dict``), and ``config_from_dict`` reads it back.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from ..config import ConfigError, from_dict, load_config
 
-
-class RecipeError(ValueError):
-    """A recipe that cannot be run; the message is one line naming the key."""
+RecipeError = ConfigError  # a recipe that cannot be run; the message is one line naming the key
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -171,142 +168,12 @@ class TrainConfig:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# building dataclasses from plain dicts, with types checked
+# loading (zephyra.config: the one typed-config loader)
 # --------------------------------------------------------------------------------------------------------------
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp, key: str) -> Any:
-    """``value`` as type ``tp`` or a RecipeError naming ``key``. Only lossless conversions: int -> float, and
-    a numeric string -> float (YAML 1.1 reads ``1e-3`` as a string)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, key)
-            except RecipeError as e:
-                errors.append(str(e))
-        raise RecipeError(errors[0] if len(errors) == 1 else f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        if value not in args:
-            raise RecipeError(f"{key}: expected one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise RecipeError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
-        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise RecipeError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
-        return dict(value)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise RecipeError(f"{key}: expected true or false, got {type(value).__name__} {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RecipeError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RecipeError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise RecipeError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
-        return value
-    raise TypeError(f"{key}: unsupported schema type {tp!r}")  # a bug in the schema, not in the recipe
-
-
-def from_dict(cls, data: Any, prefix: str = ""):
-    """Build dataclass ``cls`` from ``data``; unknown keys, missing keys and wrong types are RecipeErrors."""
-    where = prefix or "recipe"
-    if not isinstance(data, dict):
-        raise RecipeError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        dotted = ", ".join(f"{prefix}.{k}" if prefix else str(k) for k in unknown)
-        raise RecipeError(f"unknown recipe key {dotted} (known in {where}: {', '.join(fields)})")
-    kwargs = {}
-    for name, f in fields.items():
-        key = f"{prefix}.{name}" if prefix else name
-        if name in data:
-            kwargs[name] = _coerce(data[name], hints[name], key)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise RecipeError(f"missing recipe key {key}")
-    try:
-        return cls(**kwargs)
-    except RecipeError as e:
-        raise RecipeError(f"{where}: {e}" if prefix and not str(e).startswith(prefix) else str(e)) from None
-
-
-# --------------------------------------------------------------------------------------------------------------
-# YAML and overrides
-# --------------------------------------------------------------------------------------------------------------
-
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = tree
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise RecipeError(f"override {dotted}: {'.'.join(parts[:i + 1])} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def apply_overrides(tree: dict, overrides: list[str]) -> dict:
-    """``key=value`` pairs; dotted keys reach into sections; values are parsed as YAML (``[a, b]``, ``null``)."""
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise RecipeError(f"override {item!r} is not key=value")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as e:
-            raise RecipeError(f"override {item!r}: value is not valid YAML ({e.__class__.__name__})") from None
-        _set_dotted(tree, key.strip(), value)
-    return tree
-
-
-def read_recipe_tree(path: str | os.PathLike) -> dict:
-    """A YAML recipe as a plain dict (not yet checked against any schema), or a one-line RecipeError. Shared by
-    every recipe kind: ``from_dict(Schema, apply_overrides(read_recipe_tree(path), overrides))``."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe {path} does not exist")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise RecipeError(f"recipe {path}: invalid YAML{at}") from None
-    if not isinstance(tree, dict):
-        raise RecipeError(f"recipe {path}: the top level must be a mapping of keys")
-    return tree
-
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML recipe, apply ``key=value`` overrides, and check it against the schema."""
-    return from_dict(TrainConfig, apply_overrides(read_recipe_tree(path), list(overrides or [])))
+    return load_config(TrainConfig, path, overrides)
 
 
 def config_from_dict(data: dict) -> TrainConfig:

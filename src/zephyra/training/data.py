@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write_bytes, sha256_bytes, sha256_dir
+from ..chat import render_chat
+from ..errors import DataError
 from .config import DataSource
 
 PACK_VERSION = 2  # bump when the packing itself changes, so old caches are not reused
 
 
-class DataError(ValueError):
-    """Missing or unusable training data; one line naming the dataset."""
+__all__ = ["DataError"]  # zephyra.errors.DataError: missing or unusable training data, one line naming the dataset
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -34,10 +35,7 @@ class DataError(ValueError):
 def _chat(tokenizer, messages: list[dict]) -> str:
     if tokenizer is None:  # training the tokenizer itself: only the words matter
         return "\n".join(m["content"] for m in messages)
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    # the template opens with bos and closes every turn with eos; the packer adds the outer bos/eos itself
-    text = text.removeprefix(tokenizer.bos_token)
-    return text.removesuffix(tokenizer.eos_token)
+    return render_chat(tokenizer, messages)  # the one chat encoder; the packer adds the outer bos/eos
 
 
 def format_text(row: dict, tokenizer) -> str:

@@ -1,7 +1,7 @@
 """Optimisers and learning-rate schedules.
 
 AdamW for everything, or ``torch.optim.Muon`` for the transformer blocks' weight matrices plus AdamW for the
-rest (embeddings, output matrix, norms, the router head): Muon orthogonalises 2-D updates, which suits hidden
+rest (embeddings, output matrix, norms): Muon orthogonalises 2-D updates, which suits hidden
 matrices but not embeddings or gains (Keller Jordan's recipe). Weight decay falls on matrices and embeddings only.
 """
 
@@ -35,8 +35,8 @@ def lr_multiplier(step: int, total: int, cfg: ScheduleConfig) -> float:
 
 
 def _is_block_matrix(name: str, p: torch.nn.Parameter) -> bool:
-    # the layers' own matrices: not embeddings, the output matrix, positions or the router head
-    skip = ("embed", "lm_head", "wte", "wpe", "router_head")
+    # the layers' own matrices: not embeddings, the output matrix or positions
+    skip = ("embed", "lm_head", "wte", "wpe")
     return p.ndim == 2 and not any(s in name for s in skip)
 
 

@@ -19,6 +19,7 @@ from collections import defaultdict
 
 import torch
 
+from ..chat import encode_chat
 from .config import Phase1EvalConfig
 from .data import load_split
 
@@ -86,11 +87,7 @@ def category_accuracy(model, tokenizer, pairs: list[tuple[str, str]], cfg: Phase
 
 
 def greeting_replies(model, tokenizer, prompts: list[str], known: set[str], cfg: Phase1EvalConfig):
-    ids = []
-    for p in prompts:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                             add_generation_prompt=True)
-        ids.append(tokenizer(text, add_special_tokens=False)["input_ids"])  # the template already opens with bos
+    ids = [encode_chat(tokenizer, p) for p in prompts]  # the one chat encoder, as the runtime prefills
     replies = greedy_replies(model, ids, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.max_new_tokens,
                              cfg.batch_size)
     results = []

@@ -30,8 +30,7 @@ def on_main(world: World, fn: Callable[[], None]) -> None:
             failure = (type(e).__name__, str(e))
     failure = distributed.broadcast_object(world, failure)
     if failure is not None:
-        kinds = {"RecipeError": RecipeError, "DataError": DataError, "CheckpointError": CheckpointError,
-                 "FileNotFoundError": FileNotFoundError}
+        kinds = {cls.__name__: cls for cls in (RecipeError, DataError, CheckpointError, FileNotFoundError)}
         raise kinds.get(failure[0], ValueError)(failure[1])
 
 

@@ -67,7 +67,8 @@ def synthetic_corpus(root: Path, docs: int = 6000, vocab_size: int = 4096, seed:
 def measure(data: Path, tokenizer: Path, root: Path, preset: str, precision: str, compile: bool, steps: int,
             batch_size: int, seq_len: int, arch: str = "zephyra") -> dict:
     """One short ``train()`` run; its tokens/s is the median over steps after the first (warm-up, compilation)."""
-    from .config import TrainConfig, from_dict
+    from ..config import from_dict
+    from .config import TrainConfig
     from .trainer import train
 
     name = f"{arch}-{preset}-{precision}-{'compile' if compile else 'eager'}"

@@ -271,23 +271,14 @@ def _train_step(run: Run) -> tuple[float, float]:
 @torch.no_grad()
 def evaluate(run: Run) -> dict[str, float]:
     """Mean held-out loss per validation set, over the same batches every time (split over the processes)."""
-    from ..model import ZephyraForCausalLM
+    from ..evaluation.metrics import summed_nll
 
-    model, world = run.model, run.world
-    extra = {"skip_logits": True} if isinstance(model, ZephyraForCausalLM) else {}  # no (B, T, V) logits
-    model.eval()
+    world = run.world
     out = {}
     for name, batches in run.val.items():
-        acc = torch.zeros(2, dtype=torch.float64)  # (sum of token losses, tokens)
-        for i in range(world.rank, len(batches), world.size):
-            x = torch.from_numpy(batches[i])
-            with run.autocast():
-                loss = model(input_ids=x, labels=x, **extra).loss
-            n = x.shape[0] * (x.shape[1] - 1)
-            acc += torch.tensor([float(loss) * n, n], dtype=torch.float64)
-        acc = distributed.all_reduce_sum(world, acc)
+        total, tokens = summed_nll(run.model, batches[world.rank::world.size], run.autocast)
+        acc = distributed.all_reduce_sum(world, torch.tensor([total, tokens], dtype=torch.float64))
         out[name] = float(acc[0] / acc[1])
-    model.train()
     return out
 
 

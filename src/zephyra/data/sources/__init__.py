@@ -7,6 +7,7 @@ domain) from an installed package, and says which package to install when it is 
 
 from __future__ import annotations
 
+from ...errors import ConfigError
 from .base import Package, Source
 from .dictd import DevilSource, ElementsSource, FoldocSource, GcideSource, JargonSource
 from .geography import GeographySource
@@ -28,7 +29,7 @@ def get_source(name: str) -> Source:
     if name not in _instances:
         by_name = {cls.name: cls for cls in _CLASSES}
         if name not in by_name:
-            raise KeyError(f"unknown source {name!r} (known: {', '.join(SOURCE_NAMES)})")
+            raise ConfigError(f"unknown source {name!r} (known: {', '.join(SOURCE_NAMES)})")
         _instances[name] = by_name[name]()
     return _instances[name]
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ...errors import ConfigError
 from ..records import DataError, make_record
 
 SUFFIXES = {".txt": "text", ".md": "text", ".markdown": "text", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -45,7 +46,7 @@ class _Reader:
     def __init__(self, on_error: OnError, stats: ReadStats, text_field: str, domain: str, licence: str,
                  unit: Unit):
         if on_error not in ("fail", "skip"):
-            raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+            raise ConfigError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
         self.on_error, self.stats, self.text_field = on_error, stats, text_field
         self.domain, self.licence, self.unit = domain, licence, unit
 

@@ -1,4 +1,4 @@
-"""Adapter training (zephyra.adapters.train): tiny bases saved in tmp dirs, tiny two-domain data. Training lowers
+"""Adapter training (zephyra.training.adapter): tiny bases saved in tmp dirs, tiny two-domain data. Training lowers
 the domain's held-out loss, changes only adapter weights, saves a directory plain PEFT loads with the same logits,
 and reports clean one-line errors."""
 
@@ -13,7 +13,7 @@ import torch
 from peft import PeftModel
 from typer.testing import CliRunner
 
-from zephyra.adapters.train import DEFAULT_RECIPE, AdapterRecipe, load_adapter_recipe, train_adapter
+from zephyra.training.adapter import DEFAULT_RECIPE, AdapterRecipe, load_adapter_recipe, train_adapter
 from zephyra.training import RecipeError
 from zephyra.training.cli import app
 
@@ -119,7 +119,7 @@ def _base_weights(model) -> dict[str, torch.Tensor]:
 
 def test_training_lowers_held_out_loss_changes_only_the_adapter_and_saves_what_peft_loads(world, zephyra_base,
                                                                                         tmp_path):
-    from zephyra.resolve import load_model
+    from zephyra.loader import load_model
 
     result = train_adapter(_recipe(world, zephyra_base, tmp_path / "alpha"), return_model=True, **QUIET)
     m, model = result["metrics"], result["model"]
@@ -141,7 +141,7 @@ def test_training_lowers_held_out_loss_changes_only_the_adapter_and_saves_what_p
 def test_manifest_records_domain_method_data_metrics_and_recipe(world, zephyra_base, tmp_path):
     from zephyra.adapters import base_fingerprint
     from zephyra.io import sha256_dir
-    from zephyra.resolve import load_model
+    from zephyra.loader import load_model
 
     out = Path(train_adapter(_recipe(world, zephyra_base, tmp_path / "a", max_steps=4), **QUIET)["out"])
     manifest = json.loads((out / "manifest.json").read_text())
@@ -165,7 +165,7 @@ def test_manifest_records_domain_method_data_metrics_and_recipe(world, zephyra_b
 
 
 def test_general_replay_is_mixed_in_at_its_share(world, tmp_path):
-    from zephyra.adapters.train import prepare_domain_data
+    from zephyra.training.adapter import prepare_domain_data
 
     recipe = _recipe(world, "unused", tmp_path / "a", general_fraction=0.25, qa_fraction=0.25)
     data = prepare_domain_data(recipe, world["tokenizer"])
@@ -203,7 +203,7 @@ def test_every_method_trains(world, zephyra_base, tmp_path, method):
     from peft import get_peft_model_state_dict
 
     from zephyra.adapters import attach_adapter
-    from zephyra.resolve import load_model
+    from zephyra.loader import load_model
 
     # bf16 autocast here (the default): the precision the real runs use
     recipe = _recipe(world, zephyra_base, tmp_path / method, method=method, max_steps=6, precision="bf16",
@@ -236,7 +236,7 @@ def test_the_shipped_recipe_mirrors_the_defaults():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("colour=red", "unknown recipe key colour"),
+    ("colour=red", "unknown key colour (known in AdapterRecipe:"),
     ("method=lorax", "method: expected one of 'lora', 'dora', 'qlora', 'ia3', 'prefix', got 'lorax'"),
     ("rank=0", "rank must be a positive integer"),
     ("batch_size=10", "batch_size (10) must be a multiple of micro_batch_size (16)"),
@@ -264,7 +264,7 @@ def test_cli_errors_are_one_line(world, zephyra_base, tmp_path):
         (["adapter", "--domain", "alpha", "--method", "lorax", "--base", str(zephyra_base), data],
          "method: expected one of"),
         (["adapter", "--domain", "alpha", "--base", str(zephyra_base), data, "colour=red"],
-         "unknown recipe key colour"),
+         "unknown key colour (known in AdapterRecipe:"),
         (["adapter", "--domain", "alpha", "--base", str(tmp_path), data, f"out={tmp_path / 'x'}"],
          "not a model directory (no config.json)"),
         (["adapters", "--domains", "alpha,gamma", "--base", str(zephyra_base), data, f"out_root={tmp_path}"],
@@ -272,7 +272,7 @@ def test_cli_errors_are_one_line(world, zephyra_base, tmp_path):
     ]
     for args, message in cases:
         result = _cli(*args)
-        assert result.exit_code == 1, (args, result.output)
+        assert result.exit_code == 2, (args, result.output)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, result.stderr)
     assert not (tmp_path / "x").exists()

@@ -3,7 +3,7 @@
     zephyra train adapter --domain python --method lora --base runs/phase2/final
     zephyra train adapters --domains all --method lora --base runs/phase2/final
 
-    from zephyra.adapters.train import AdapterRecipe, train_adapter
+    from zephyra.training.adapter import AdapterRecipe, train_adapter
     result = train_adapter(AdapterRecipe(base="runs/phase2/final", domain="python"))
 
 A flat recipe (``setup -> train -> evaluate -> save``): the base is loaded and its held-out perplexity measured,
@@ -30,17 +30,18 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..adapters import AdapterConfigError, AdapterSpec, attach_adapter, base_fingerprint, save_adapter
+from ..adapters.fingerprint import unwrap
+from ..config import RECIPES, load_config
+from ..errors import DataError
+from ..evaluation.metrics import summed_nll
 from ..io import sha256_dir
-from ..training.config import (
-    DataSource, OptimConfig, RecipeError, ScheduleConfig, apply_overrides, from_dict, read_recipe_tree,
-)
-from ..training.data import DataError, EpochPacker, MixtureSampler, eval_batches, load_documents
-from ..training.optim import build_optimizers, build_schedulers
-from .fingerprint import base_fingerprint, unwrap
-from .methods import AdapterConfigError, AdapterSpec
-from .store import attach_adapter, save_adapter
+from ..loader import load_model_dir
+from .config import DataSource, OptimConfig, RecipeError, ScheduleConfig
+from .data import EpochPacker, MixtureSampler, eval_batches, load_documents
+from .optim import build_optimizers, build_schedulers
 
-DEFAULT_RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "adapters" / "default.yaml"
+DEFAULT_RECIPE = RECIPES / "adapters" / "default.yaml"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -137,12 +138,7 @@ def load_adapter_recipe(path: str | os.PathLike | None = None, overrides: list[s
                         **fields) -> AdapterRecipe:
     """The recipe at ``path`` (None: ``recipes/adapters/default.yaml`` when it exists, else the defaults), with
     ``fields`` (from CLI options: domain, base, method) and then ``key=value`` overrides applied."""
-    if path is None:
-        tree = read_recipe_tree(DEFAULT_RECIPE) if DEFAULT_RECIPE.is_file() else {}
-    else:
-        tree = read_recipe_tree(path)
-    tree.update({k: v for k, v in fields.items() if v is not None})
-    return from_dict(AdapterRecipe, apply_overrides(tree, list(overrides or [])))
+    return load_config(AdapterRecipe, DEFAULT_RECIPE if path is None else path, overrides, **fields)
 
 
 def available_domains(data_root: str | os.PathLike) -> list[str]:
@@ -169,22 +165,6 @@ class DomainData:
     sampler: MixtureSampler
     val: dict[str, list[np.ndarray]]  # {"raw": micro-batches, "qa": micro-batches}, held out
     hashes: dict[str, str]  # {"<domain>/raw/train": sha256 of the split directory, ...}
-
-
-def load_base(path: str | os.PathLike):
-    """(model in fp32, tokenizer) from a model directory, or a one-line error."""
-    from transformers.utils import logging as hf_logging
-
-    from ..resolve import load_model  # lazy: resolve sits above adapters
-
-    hf_logging.disable_progress_bar()  # "Loading weights" bars would bury the progress lines
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"base {path}: not a model directory (no config.json)")
-    model, tokenizer = load_model(path)
-    if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
-        raise RecipeError(f"base {path}: its tokenizer has no bos or eos token")
-    return model.float(), tokenizer
 
 
 def _context(model) -> int:
@@ -228,28 +208,12 @@ def _autocast(recipe: AdapterRecipe):
     return torch.autocast("cpu", dtype=torch.bfloat16) if recipe.precision == "bf16" else nullcontext()
 
 
-@torch.no_grad()
-def held_out_loss(model, batches: list[np.ndarray], recipe: AdapterRecipe) -> float:
-    """Mean token loss over ``batches`` (all full rows, so the mean of the batch means)."""
-    from ..model import ZephyraForCausalLM
-
-    extra = {"skip_logits": True} if isinstance(unwrap(model), ZephyraForCausalLM) else {}  # no (B, T, V)
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    for b in batches:
-        x = torch.from_numpy(b)
-        with _autocast(recipe):
-            total += float(model(input_ids=x, labels=x, **extra).loss)
-    model.train(was_training)
-    return total / len(batches)
-
-
 def _perplexities(model, data: DomainData, recipe: AdapterRecipe, prefix: str = "") -> dict[str, float]:
     out = {}
     for key, batches in data.val.items():
         name = "val_perplexity" if key == "raw" else f"val_{key}_perplexity"
-        out[prefix + name] = math.exp(min(held_out_loss(model, batches, recipe), 50.0))
+        total, tokens = summed_nll(model, batches, lambda: _autocast(recipe))
+        out[prefix + name] = math.exp(min(total / tokens, 50.0))
     return out
 
 
@@ -363,7 +327,8 @@ def train_adapter(recipe: AdapterRecipe, *, force: bool = False, echo=_stderr, r
 def _train_adapter(recipe: AdapterRecipe, out: Path, echo) -> dict:
     # --- set up: base, data, the base's held-out perplexity ----------------------------------------------------
     started = time.perf_counter()
-    model, tokenizer = load_base(recipe.base)
+    md = load_model_dir(recipe.base)
+    model, tokenizer = md.model.float(), md.tokenizer
     if recipe.seq_len > _context(model):
         raise RecipeError(f"seq_len ({recipe.seq_len}) is longer than the base's context ({_context(model)})")
     data = prepare_domain_data(recipe, tokenizer)
