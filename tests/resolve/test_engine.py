@@ -13,7 +13,7 @@ from resolve_helpers import peft_with, save_adapters
 from zephyra.adapters import switch_adapter
 from zephyra.errors import RequestError
 from zephyra.model import ZephyraForCausalLM, preset_config
-from zephyra.resolve import AdapterBank, Engine, Request, SamplingParams, System, fused_mix
+from zephyra.resolve import Request, SamplingParams, System, fused_mix
 from zephyra.resolve.text import TextStream
 from zephyra.tokenizer import build_tokenizer
 

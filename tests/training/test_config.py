@@ -83,7 +83,7 @@ def test_missing_required_keys_and_files(tmp_path):
         load_recipe(_write(tmp_path, {"data": MINIMAL["data"]}))
     with pytest.raises(RecipeError, match="data.train is required"):
         load_recipe(_write(tmp_path, {"out_dir": "x"}))
-    with pytest.raises(RecipeError, match="no such config file"):
+    with pytest.raises(RecipeError, match="no such recipe file"):
         load_recipe(tmp_path / "nope.yaml")
     (tmp_path / "bad.yaml").write_text("out_dir: [unclosed\n")
     with pytest.raises(RecipeError, match=r"bad\.yaml:\d+: malformed YAML"):

@@ -32,7 +32,7 @@ import torch
 
 from ..adapters import AdapterConfigError, AdapterSpec, attach_adapter, base_fingerprint, save_adapter
 from ..adapters.fingerprint import unwrap
-from ..config import RECIPES, load_config
+from ..config import RECIPES, find_recipe, load_config
 from ..errors import DataError
 from ..evaluation.metrics import summed_nll
 from ..io import sha256_dir
@@ -138,7 +138,7 @@ def load_adapter_recipe(path: str | os.PathLike | None = None, overrides: list[s
                         **fields) -> AdapterRecipe:
     """The recipe at ``path`` (None: ``recipes/adapters/default.yaml`` when it exists, else the defaults), with
     ``fields`` (from CLI options: domain, base, method) and then ``key=value`` overrides applied."""
-    return load_config(AdapterRecipe, DEFAULT_RECIPE if path is None else path, overrides, **fields)
+    return load_config(AdapterRecipe, DEFAULT_RECIPE if path is None else find_recipe(path), overrides, **fields)
 
 
 def available_domains(data_root: str | os.PathLike) -> list[str]:

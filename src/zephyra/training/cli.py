@@ -24,7 +24,7 @@ _OVERRIDES = typer.Argument(None, help="key=value overrides; dotted keys reach i
 
 
 @app.command()
-def base(recipe: Path = typer.Argument(..., help="a YAML recipe, e.g. recipes/phase1.yaml"),
+def base(recipe: Path = typer.Argument(..., help="a YAML recipe file, or a shipped recipe's name (phase1, phase2, ...)"),
          overrides: list[str] = _OVERRIDES) -> None:
     """Train a base model (phase 1, phase 2, a baseline) from RECIPE; resumes from out_dir's last checkpoint."""
     from .config import load_recipe
@@ -36,7 +36,7 @@ def base(recipe: Path = typer.Argument(..., help="a YAML recipe, e.g. recipes/ph
 
 
 @app.command()
-def show(recipe: Path = typer.Argument(..., help="a YAML recipe"), overrides: list[str] = _OVERRIDES) -> None:
+def show(recipe: Path = typer.Argument(..., help="a YAML recipe file or a shipped recipe's name"), overrides: list[str] = _OVERRIDES) -> None:
     """Print RECIPE resolved (defaults filled in, overrides applied, types checked) as YAML."""
     import yaml
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import ConfigError, from_dict, load_config
+from ..config import ConfigError, find_recipe, from_dict, load_config
 
 RecipeError = ConfigError  # a recipe that cannot be run; the message is one line naming the key
 
@@ -172,8 +172,9 @@ class TrainConfig:
 # --------------------------------------------------------------------------------------------------------------
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML recipe, apply ``key=value`` overrides, and check it against the schema."""
-    return load_config(TrainConfig, path, overrides)
+    """Read a YAML recipe (a path, or a shipped recipe's name: ``phase1``), apply ``key=value`` overrides, and
+    check it against the schema."""
+    return load_config(TrainConfig, find_recipe(path), overrides)
 
 
 def config_from_dict(data: dict) -> TrainConfig:
