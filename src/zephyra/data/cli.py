@@ -95,6 +95,32 @@ def curate_cmd(inputs: list[Path] = typer.Argument(..., help="files (.txt .md .j
                    f"{skipped}")
 
 
+@app.command("domain")
+def domain_cmd(name: str = typer.Argument(..., help="the new domain's name (lowercase), e.g. astronomy"),
+               text: list[Path] = typer.Option(..., "--text", help="files (.txt .md .jsonl .csv .parquet .pdf) or "
+                                                                     "dirs: the domain's text (repeatable)"),
+               qa: Optional[Path] = typer.Option(None, "--qa", help='JSONL of {"question", "answer"} lines: the '
+                                                               "router's prompts for it, and Q/A for its adapter"),
+               root: Path = typer.Option(Path("runs/data"), "--root", help="the data ROOT (domains/<name> is added)"),
+               licence: str = typer.Option("unknown", help="the licence recorded for every record"),
+               on_error: str = typer.Option("fail", help=ON_ERROR_HELP),
+               force: bool = typer.Option(False, "--force", help="replace a domain of that name"),
+               as_json: bool = typer.Option(False, "--json", help="print the rows per split as JSON")):
+    """Add a domain from your own files (curated and split as the packaged ones), for a new adapter.
+
+    zephyra data domain astronomy --text notes/ --qa questions.jsonl
+    """
+    from .domain import build_domain
+
+    if on_error not in ("fail", "skip"):
+        clikit.fail(f"--on-error must be fail or skip, got {on_error!r}")
+    result = build_domain(root, name, text, qa, licence=licence, on_error=on_error, force=force)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"domain {name}: raw {result['raw']}, qa {result['qa']} -> {result['out']}")
+
+
 @app.command("stats")
 def stats_cmd(root: Path = typer.Option(Path("runs/data"), "--root", help="a build ROOT or a curate DIR"),
               plots: bool = typer.Option(True, "--plots/--no-plots", help="write PNGs into ROOT/plots"),
