@@ -1,4 +1,4 @@
-"""Being fair to a busy machine: how many threads torch gets, and how its OpenMP threads wait.
+"""Fitting the machine: how many threads torch gets, how its OpenMP threads wait, and which precision to train in.
 
 On 2 cores, one other CPU-bound process (a browser, a test run) made adapter training 10-15x slower: torch's
 OpenMP (libgomp) threads *spin* at every barrier, so the thread that shares a core with the other process holds
@@ -72,3 +72,26 @@ def choose_threads(requested: int | None = None, sample_s: float = 0.1) -> int:
     if requested:
         return requested
     return max(1, min(usable_cpus(), round(usable_cpus() - others_load(sample_s))))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# precision
+# --------------------------------------------------------------------------------------------------------------
+
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # CPUs that compute bf16 matmuls natively
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX-512 BF16). Without it torch emulates bf16, and a bf16
+    training step of the mini preset took 15x an fp32 one (AMD EPYC, AVX2 only: 4.6 s against 0.30 s)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_FLAGS)
+
+
+def resolve_precision(precision: str) -> str:
+    """"auto" -> "bf16" where the CPU computes it natively, else "fp32"; "bf16" and "fp32" as they are."""
+    return ("bf16" if native_bf16() else "fp32") if precision == "auto" else precision

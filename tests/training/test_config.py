@@ -61,7 +61,7 @@ def test_overrides_reach_into_sections_and_parse_values(tmp_path):
     ("max_steps=ten", "max_steps: expected an integer, got str 'ten'"),
     ("max_steps=1.5", "max_steps: expected an integer"),
     ("compile=maybe", "compile: expected true or false"),
-    ("precision=fp16", "precision: expected one of 'bf16', 'fp32', got 'fp16'"),
+    ("precision=fp16", "precision: expected one of 'auto', 'bf16', 'fp32', got 'fp16'"),
     ("optim.lr=fast", "optim.lr: expected a number"),
     ("optim.betas=0.9", "optim.betas: expected a list"),
     ("model.arch=gpt3", "model.arch: expected one of"),

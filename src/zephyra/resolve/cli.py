@@ -43,11 +43,14 @@ SampleOpt = Annotated[bool, typer.Option(help="sample (temperature 0.8, top-k 40
 def open_system(base: Path | None, adapters: Path | None, router: Path | None, *, fmt: str = "chat",
                 defaults: bool = True):
     """load_system with the CLI's defaults (``defaults=False``: only what is given); notes on stderr."""
+    import torch
     from transformers.utils import logging as hf_logging
 
+    from ..runtime import choose_threads
     from .system import load_system
 
     hf_logging.disable_progress_bar()
+    torch.set_num_threads(choose_threads())  # the cores free now (runtime.py)
     if defaults:
         base, adapters, router = base or DEFAULT_BASE, adapters or DEFAULT_ADAPTERS, router or DEFAULT_ROUTER
     with warnings_to_stderr():

@@ -37,6 +37,7 @@ from ..errors import DataError
 from ..evaluation.metrics import summed_nll
 from ..io import sha256_dir
 from ..loader import load_model_dir
+from ..runtime import choose_threads, resolve_precision
 from .config import DataSource, OptimConfig, RecipeError, ScheduleConfig
 from .data import EpochPacker, MixtureSampler, eval_batches, load_documents
 from .optim import build_optimizers, build_schedulers
@@ -80,11 +81,12 @@ class AdapterRecipe:
     warmup_steps: int = 20
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     min_lr_ratio: float = 0.1
-    precision: Literal["bf16", "fp32"] = "bf16"  # bf16: autocast, fp32 adapter weights
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # bf16: autocast, fp32 adapter weights; auto: bf16 where
+    # the CPU computes it natively, else fp32 (zephyra.runtime.resolve_precision)
     # --- the run ---
     eval_batches: int = 16  # held-out micro-batches measured, base and adapter alike; 0: the whole split
     seed: int = 1337
-    threads: int | None = None  # torch threads; None: every core this process may use
+    threads: int | None = None  # torch threads; None: the cores free at the start (zephyra.runtime)
     log_seconds: float = 5.0  # a progress line at most this often
     out: str | None = None  # None: <out_root>/<domain> for lora, <out_root>/<method>/<domain> for the others
     out_root: str = "runs/adapters"
@@ -205,7 +207,8 @@ def prepare_domain_data(recipe: AdapterRecipe, tokenizer) -> DomainData:
 
 
 def _autocast(recipe: AdapterRecipe):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if recipe.precision == "bf16" else nullcontext()
+    bf16 = resolve_precision(recipe.precision) == "bf16"
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 def _perplexities(model, data: DomainData, recipe: AdapterRecipe, prefix: str = "") -> dict[str, float]:
@@ -314,7 +317,7 @@ def train_adapter(recipe: AdapterRecipe, *, force: bool = False, echo=_stderr, r
                 "skipped": True}
     check_domain(recipe)
     threads = torch.get_num_threads()
-    torch.set_num_threads(recipe.threads or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(recipe.threads or choose_threads())  # the cores free now (runtime.py)
     try:
         result = _train_adapter(recipe, out, echo)
         if not return_model:

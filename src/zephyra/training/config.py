@@ -121,9 +121,11 @@ class TrainConfig:
     batch_size: int = 32  # sequences per optimizer step, over all processes
     micro_batch_size: int = 16  # at most this many sequences per forward pass (bounds memory, not the maths)
     max_steps: int = 1000
-    precision: Literal["bf16", "fp32"] = "bf16"  # bf16: autocast (AMX on this CPU), fp32 master weights
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # bf16: autocast, fp32 master weights; auto: bf16 where
+    # the CPU computes it natively (AMX, AVX-512 BF16), else fp32 (emulated bf16 is 15x slower: runtime.py)
     compile: bool = False  # torch.compile the model (about 1.5-2x on small models, after ~30 s of compiling)
-    threads: int | None = None  # torch threads per process; None: the cores divided by the processes
+    threads: int | None = None  # torch threads per process; None: the cores free at the start (runtime.py),
+    # divided by the processes
     log_every: int = 10
     eval_every: int = 100  # also at every checkpoint and at the end; 0: only at the end
     eval_batches: int = 8  # micro-batches of each validation set per evaluation; 0: all of it

@@ -12,7 +12,6 @@ where the checkpoint left it.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from contextlib import nullcontext
@@ -24,6 +23,7 @@ import torch
 import yaml
 
 from ..io import atomic_directory, atomic_write_json, atomic_write_text
+from ..runtime import choose_threads, resolve_precision
 from . import distributed
 from .checkpoint import CheckpointError, latest, list_checkpoints, load_checkpoint, load_weights, rotate, \
     save_checkpoint, seal
@@ -61,7 +61,7 @@ class Run:
         return Path(self.cfg.out_dir) / "checkpoints"
 
     def autocast(self):
-        if self.cfg.precision == "bf16":
+        if resolve_precision(self.cfg.precision) == "bf16":
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return nullcontext()
 
@@ -72,7 +72,8 @@ def train(cfg: TrainConfig) -> dict:
     world = distributed.init()
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(cfg.threads or max(1, len(os.sched_getaffinity(0)) // world.size))
+        # the cores free now, shared by this machine's processes of the run (runtime.py: fair to a busy machine)
+        torch.set_num_threads(cfg.threads or max(1, choose_threads() // world.size))
         return _train(cfg, world)
     finally:
         torch.set_num_threads(threads)
