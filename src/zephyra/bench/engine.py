@@ -17,7 +17,6 @@ The modes are interleaved round by round, so drift in machine load hits all alik
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time

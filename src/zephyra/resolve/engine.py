@@ -187,6 +187,21 @@ def _resolve(fut: asyncio.Future) -> None:
 # routing decisions -> the adapters a row runs with
 # --------------------------------------------------------------------------------------------------------------
 
+def check_choice(adapter: str, mode: str, adapters: Sequence[str], no_router: str | None,
+                 error: type[RequestError] = RequestError) -> None:
+    """Refuse, in one line, what cannot be served: an unknown mode or adapter, ``auto`` without a router
+    (``no_router`` says why there is none; None when there is one), ``fused`` with a forced adapter."""
+    if mode not in MODES:
+        raise error(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+    if adapter == AUTO:
+        if no_router is not None:
+            raise error(f"adapter 'auto' needs a router: {no_router}")
+    elif adapter != BASE and adapter not in adapters:
+        raise error(f"no adapter named {adapter!r}; known: {', '.join([AUTO, BASE, *adapters])}")
+    if mode == "fused" and adapter != AUTO:
+        raise error("mode 'fused' mixes what the router picks: use adapter 'auto'")
+
+
 def fused_mix(scores: Mapping[str, float], top: int) -> dict[str, float]:
     """The ``top`` best-scored labels weighted by their scores, renormalised over those ``top``; "base" among them
     keeps its share of the weight but adds no update (so a doubtful router leans towards the base)."""
@@ -272,15 +287,7 @@ class Engine:
 
     def check(self, adapter: str, mode: str = "top1") -> None:
         """A one-line RequestError unless ``adapter`` and ``mode`` can be served."""
-        if mode not in MODES:
-            raise RequestError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
-        if adapter == AUTO:
-            if self.router is None:
-                raise RequestError("adapter 'auto' needs a router, and this system has none")
-        elif adapter != BASE and adapter not in self.adapters:
-            raise RequestError(f"no adapter named {adapter!r}; known: {', '.join(self.choices)}")
-        if mode == "fused" and adapter != AUTO:
-            raise RequestError("mode 'fused' mixes what the router picks: use adapter 'auto'")
+        check_choice(adapter, mode, self.adapters, None if self.router is not None else "this system has none")
 
     def prepare(self, request: Request) -> tuple[list[int], bool, str]:
         """(prompt ids, truncated, route text) of a request, or a one-line RequestError."""

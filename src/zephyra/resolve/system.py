@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import RequestError
 from .defaults import DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
-from .engine import AUTO, BASE, MODES, Engine, Request, Stream
+from .engine import AUTO, BASE, Engine, Request, Stream, check_choice
 from .sampling import SamplingParams
 
 __all__ = ["DEFAULT_ADAPTERS", "DEFAULT_BASE", "DEFAULT_ROUTER", "ResolveError", "Resolved", "System", "load_system"]
@@ -85,16 +85,9 @@ class System:
 
     def check(self, adapter: str, mode: str = "top1") -> None:
         """A one-line ResolveError unless ``adapter`` (auto | base | an adapter) and ``mode`` can be served."""
-        if mode not in MODES:
-            raise ResolveError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
-        if adapter == AUTO:
-            if self.router is None:
-                missing = next((n for n in self.notes if "router" in n), "no router was given")
-                raise ResolveError(f"adapter 'auto' needs a router: {missing}")
-        elif adapter != BASE and adapter not in self.adapter_dirs:
-            raise ResolveError(f"no adapter named {adapter!r}; known: {', '.join(self.choices)}")
-        if mode == "fused" and adapter != AUTO:
-            raise ResolveError("mode 'fused' mixes what the router picks: use adapter 'auto'")
+        no_router = None if self.router is not None else next((n for n in self.notes if "router" in n),
+                                                                 "no router was given")
+        check_choice(adapter, mode, self.adapters, no_router, ResolveError)
 
     def route(self, prompts: Sequence[str]):
         """The router's decisions (``RouteDecision``: prompt, adapter, confidence, scores), no generation."""
