@@ -54,3 +54,19 @@ def test_bad_input_is_one_clear_line(workdir, args, message):
 def test_inmodel_training_needs_a_model(workdir):
     r = runner.invoke(app, ["train", "--kind", "inmodel", "--data", str(workdir / "data")])
     assert r.exit_code == 2 and "--model" in r.output
+
+
+def test_training_settings_come_from_yaml_and_overrides_with_the_config_rules(workdir):
+    config = workdir / "router.yaml"
+    config.write_text("max_epochs: 3\ncalibration:\n  threshold_strategy: recall\n")
+    r = runner.invoke(app, ["train", "--kind", "inmodel", "--model", str(workdir / "base"), "--data",
+                            str(workdir / "data"), "--out", str(workdir / "set"), "--config", str(config),
+                            "--set", "pooling=last", "--set", "lr=2e-2"])
+    assert r.exit_code == 0, r.output
+    spec = json.loads((workdir / "set" / "router.json").read_text())
+    settings = json.loads((workdir / "set" / "manifest.json").read_text())["config"]
+    assert spec["pooling"] == "last" and settings["lr"] == 0.02 and settings["max_epochs"] == 3
+    assert settings["calibration"]["threshold_strategy"] == "recall"
+    bad = runner.invoke(app, ["train", "--kind", "inmodel", "--model", str(workdir / "base"), "--data",
+                              str(workdir / "data"), "--set", "learning_rate=1"])
+    assert bad.exit_code == 2 and "unknown key learning_rate (known in InModelTrainConfig:" in bad.output

@@ -12,7 +12,6 @@ and the adapter's question/answer share). Atomic: a failure leaves no half-writt
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -30,28 +29,17 @@ SPLITS = ("train", "validation", "test")
 def read_qa(path: str | os.PathLike, domain: str) -> list[dict]:
     """Question/answer rows from JSONL (``{"question", "answer"}``, optional ``entity``), or a one-line
     DataError naming the line."""
+    from ..io import read_jsonl
+
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
     rows = []
-    with path.open("rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8").strip()
-            except UnicodeDecodeError:
-                raise DataError(f"{path} line {n}: not UTF-8 text") from None
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path} line {n}: not JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) and obj[k].strip()
-                                                    for k in ("question", "answer")):
-                raise DataError(f'{path} line {n}: expected {{"question": "...", "answer": "..."}}')
-            question = obj["question"].strip()
-            rows.append(make_qa(question, obj["answer"].strip(), domain, f"user:{path.name}",
-                                doc_id=f"{path.name}:{question.casefold()}", entity=str(obj.get("entity") or "")))
+    for n, obj in read_jsonl(path):
+        if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) and obj[k].strip()
+                                                for k in ("question", "answer")):
+            raise DataError(f'{path} line {n}: expected {{"question": "...", "answer": "..."}}')
+        question = obj["question"].strip()
+        rows.append(make_qa(question, obj["answer"].strip(), domain, f"user:{path.name}",
+                            doc_id=f"{path.name}:{question.casefold()}", entity=str(obj.get("entity") or "")))
     if not rows:
         raise DataError(f"{path}: no questions in it")
     return rows

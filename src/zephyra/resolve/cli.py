@@ -75,35 +75,23 @@ def read_jsonl(path: Path, *, messages: bool = False) -> list:
     ``{"messages": [...]}``; a bad line is a one-line error naming its number."""
     from ..chat import as_messages
     from ..errors import DataError, RequestError
+    from ..io import read_jsonl
 
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
     want = '{"prompt": ...} or {"messages": [...]}' if messages else '{"prompt": ...}'
     prompts = []
-    with path.open("rb") as f:
-        for n, raw in enumerate(f, 1):
+    for n, obj in read_jsonl(path):
+        if messages and isinstance(obj, dict) and "messages" in obj:
             try:
-                line = raw.decode("utf-8").strip()
-            except UnicodeDecodeError:
-                raise DataError(f"{path} line {n}: not UTF-8 text") from None
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path} line {n}: not JSON ({e.msg})") from None
-            if messages and isinstance(obj, dict) and "messages" in obj:
-                try:
-                    prompts.append(as_messages(obj["messages"]))
-                except RequestError as e:
-                    raise DataError(f"{path} line {n}: {e}") from None
-                continue
-            if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
-                raise DataError(f'{path} line {n}: expected an object with a "prompt" string, e.g. '
-                                f'{{"prompt": "What is a compiler?"}} ({want})')
-            if not obj["prompt"].strip():
-                raise DataError(f"{path} line {n}: the prompt is empty")
-            prompts.append(obj["prompt"])
+                prompts.append(as_messages(obj["messages"]))
+            except RequestError as e:
+                raise DataError(f"{path} line {n}: {e}") from None
+            continue
+        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
+            raise DataError(f'{path} line {n}: expected an object with a "prompt" string, e.g. '
+                            f'{{"prompt": "What is a compiler?"}} ({want})')
+        if not obj["prompt"].strip():
+            raise DataError(f"{path} line {n}: the prompt is empty")
+        prompts.append(obj["prompt"])
     if not prompts:
         raise DataError(f"{path}: no prompts in it")
     return prompts

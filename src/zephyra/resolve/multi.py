@@ -1,6 +1,6 @@
 """The multi-adapter engine: one batch, each row with its own LoRA adapter (or none, or a weighted mix), the trunk
-run once for the whole batch, a KV cache, greedy or sampled decoding. Works on token ids; tokenisation stays at
-the edges (resolver.py).
+run once for the whole batch, a KV cache, greedy or sampled decoding, one static batch at a time. Works on token
+ids; tokenisation stays at the edges. The streaming engine (engine.py) serves requests on the same layers.
 
     engine = MultiLoRAEngine(model, AdapterBank.from_dirs(model, {"python": dir1, "chemistry": dir2}))
     out = engine.generate(ids, mask, adapters=["python", "chemistry", None, {"python": .7, "chemistry": .3}],
@@ -27,6 +27,7 @@ from torch import nn
 from transformers.cache_utils import DynamicCache
 
 from .lora import KERNELS, AdapterBank, AdapterBankError, Mix, RowLoRALinear, row_groups, row_masked, row_stacks
+from .sampling import SamplingParams, pick_tokens
 
 # a row's adapters: None or "base", an adapter name, or {name: weight}
 Route = Callable[[torch.Tensor, torch.Tensor | None], Sequence[object]]  # (trunk states, mask) -> one spec a row
@@ -156,20 +157,12 @@ class MultiLoRAEngine:
 
 
 def _picker(do_sample: bool, temperature: float, top_k: int, generator) -> Callable[[torch.Tensor], torch.Tensor]:
-    """logits (B, V) -> next tokens (B,): greedy, or sampling with temperature and top-k."""
+    """logits (B, V) -> next tokens (B,): greedy, or every row sampled with temperature and top-k from one
+    generator (the engine's token choice, sampling.py)."""
     if not do_sample:
         return lambda logits: logits.argmax(-1)
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-
-    def sample(logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.float() / temperature
-        if top_k:
-            kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
-
-    return sample
+    params = SamplingParams(temperature=temperature, top_k=top_k)
+    return lambda logits: pick_tokens(logits, [params] * logits.shape[0], [generator] * logits.shape[0])
 
 
 def _eos_ids(eos_token_id) -> torch.Tensor | None:

@@ -33,15 +33,25 @@ def train(
     out: Annotated[Path | None, typer.Option(help="router directory to write (default runs/router/KIND)")] = None,
     model: Annotated[Path | None, typer.Option(help="base model directory (inmodel, arrow)")] = None,
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizer directory (default: the model's)")] = None,
-    adapters: Annotated[Path | None, typer.Option(help="directory of saved LoRA adapters (arrow)")] = None,
-    threshold_strategy: Annotated[str, typer.Option(help="accuracy | recall")] = "accuracy",
-    target_recall: Annotated[float, typer.Option(help="abstention recall the 'recall' strategy meets")] = 0.9,
-    prompt_format: Annotated[str, typer.Option(help="chat | raw: how prompts are encoded (inmodel, arrow)")] = "chat",
-    pooling: Annotated[str, typer.Option(help="arrow: mean | token")] = "mean",
+    adapters: Annotated[Path | None, typer.Option(help="directory of saved adapters: the router's labels are "
+                                                       "they and base (inmodel, external); Arrow's prototypes")
+                        ] = None,
+    threshold_strategy: Annotated[str | None, typer.Option(help="accuracy | recall (default accuracy)")] = None,
+    target_recall: Annotated[float | None, typer.Option(help="abstention recall the 'recall' strategy meets "
+                                                             "(default 0.9)")] = None,
+    prompt_format: Annotated[str | None, typer.Option(help="chat | raw: how prompts are encoded (inmodel, arrow; "
+                                                           "default chat)")] = None,
+    pooling: Annotated[str | None, typer.Option(help="inmodel: mean | last; arrow: mean | token (default mean)")
+                       ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML of the kind's training settings (InModelTrainConfig, "
+                                                     "ExternalTrainConfig, ArrowConfig)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE setting, e.g. lr=3e-2 or "
+                                                   "calibration.threshold_strategy=recall (repeatable)")] = None,
 ) -> None:
     """Fit a router on the train split, calibrate it on validation, save it with its manifest.
 
-    zephyra router train --kind inmodel --model runs/base --data runs/data/router --out runs/router/inmodel
+    zephyra router train --kind inmodel --model runs/phase2/final --adapters runs/adapters --out runs/router/inmodel
+    zephyra router train --kind inmodel --model runs/phase2/final --set max_epochs=200 --set pooling=last
     """
     if kind not in KINDS:
         clikit.fail(f"unknown router kind {kind!r}; known: {', '.join(KINDS)}")
@@ -50,7 +60,7 @@ def train(
     out = out or Path("runs/router") / kind
     router, report = fit_and_save(kind, data, out, model=model, tokenizer=tokenizer, adapters=adapters,
                                   threshold_strategy=threshold_strategy, target_recall=target_recall,
-                                  prompt_format=prompt_format, pooling=pooling)
+                                  prompt_format=prompt_format, pooling=pooling, config=config, overrides=set_)
     val = report.get("validation", {})
     typer.echo(f"{kind} router written to {out}: validation accuracy {val.get('accuracy', float('nan')):.3f}, "
                f"T={router.calibration.temperature:.3f}, threshold={router.calibration.threshold:.3f}")
