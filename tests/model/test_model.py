@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM
 
-import zephyra  # noqa: F401  (registers the Auto classes)
+import zephyra.model  # noqa: F401  (registers the Auto classes)
 from zephyra.model import ZephyraConfig, ZephyraConfigError, ZephyraForCausalLM, preset_config
 from zephyra.model.baselines import llama_config_like
 from zephyra.model.loss import fused_linear_cross_entropy

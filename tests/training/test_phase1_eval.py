@@ -18,7 +18,7 @@ def test_category_correct(reply, category, ok):
 
 @pytest.mark.parametrize("arch", ["zephyra", "gpt2"])
 def test_batched_greedy_replies_equal_one_at_a_time(arch):
-    import zephyra  # noqa: F401
+    import zephyra.model  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModelForCausalLM
 
     from zephyra.model import preset_config

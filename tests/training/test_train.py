@@ -32,7 +32,7 @@ def phase1_run(tmp_path_factory, data_root):
 
 
 def test_final_model_loads_with_transformers_and_its_tokenizer(phase1_run):
-    import zephyra  # noqa: F401
+    import zephyra.model  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModelForCausalLM
 
     from zephyra.tokenizer import load_tokenizer

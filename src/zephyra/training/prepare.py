@@ -94,7 +94,7 @@ def hf_config(spec: ModelSpec, vocab_size: int):
 
 def build_model(spec: ModelSpec, tokenizer, seed: int):
     """A fresh model (seeded), or the model exported by a previous run (``init_from``, verified first)."""
-    import zephyra  # noqa: F401  registers the Zephyra architecture with the Auto classes
+    from .. import model as _registers_zephyra  # noqa: F401  (the Zephyra Auto classes)
     from transformers import AutoModelForCausalLM
 
     if spec.init_from:
