@@ -380,3 +380,28 @@ def test_text_waits_for_a_whole_character_and_for_a_stop_string_to_be_clear():
     assert "".join(sent) == "ab<x" and not ts.stopped  # a false start is released
     sent, ts = _stream([b"ab", b"<"], stop=["</s>"])
     assert "".join(sent) + ts.finish() == "ab<"  # held text comes out at the end
+
+
+def test_a_process_that_never_closes_its_engine_still_exits_cleanly(tmp_path):
+    """The worker is a daemon thread; at exit it is stopped before torch is torn down (a thread still inside
+    torch then aborts the process)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
+import torch
+from test_engine import CORPUS
+from zephyra.model import ZephyraForCausalLM, preset_config
+from zephyra.resolve import Engine, Request, SamplingParams
+from zephyra.tokenizer import build_tokenizer
+tok = build_tokenizer(CORPUS, vocab_size=300)
+engine = Engine(ZephyraForCausalLM(preset_config("tiny", vocab_size=len(tok))), tok)
+ban = {{tok.eos_token_id: -100}}
+streams = engine.submit_many([Request(p, adapter="base", sampling=SamplingParams(max_tokens=n, logit_bias=ban))
+                              for p, n in zip(CORPUS[:4], (2, 100, 100, 100))])
+print(streams[0].result().completion_tokens)  # and exit while the other three are still decoding
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "terminate called" not in out.stderr, out.stderr[-500:]

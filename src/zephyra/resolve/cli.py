@@ -203,19 +203,22 @@ def generate(
     requests = [Request(p, adapter=adapter, mode=mode, fmt=fmt, request_id=str(i), sampling=SamplingParams(
         max_tokens=max_new_tokens, temperature=temp, top_p=top_p, top_k=40 if sample else 0, seed=seed + i,
         stop=list(stop or []))) for i, p in enumerate(prompts)]
-    with warnings_to_stderr():
-        streams = [system.submit(r) for r in requests]
-    if stream:
-        _print_streams(streams, as_json)
-    for p, s in zip(prompts, streams):
-        c = s.result()
-        if c.finish_reason == "error":
-            raise RuntimeError(f"generation failed: {c.error}")
-        if as_json:
-            typer.echo(json.dumps(answer_json(p, c, len(prompts) > 1)))
-        elif not stream:
-            typer.echo(answer_label(c.route), err=True)  # stdout stays the answer alone, for pipes
-            typer.echo(c.text.strip())
+    try:
+        with warnings_to_stderr():
+            streams = system.engine.submit_many(requests)  # together: a file's prompts share the batch
+        if stream:
+            _print_streams(streams, as_json)
+        for p, s in zip(prompts, streams):
+            c = s.result()
+            if c.finish_reason == "error":
+                raise RuntimeError(f"generation failed: {c.error}")
+            if as_json:
+                typer.echo(json.dumps(answer_json(p, c, len(prompts) > 1)))
+            elif not stream:
+                typer.echo(answer_label(c.route), err=True)  # stdout stays the answer alone, for pipes
+                typer.echo(c.text.strip())
+    finally:
+        system.close()
 
 
 def _print_streams(streams, as_json: bool) -> None:
@@ -330,6 +333,7 @@ def chat(
             continue
         turn += 1
         _chat_turn(system, state, line, max_new_tokens, sample, seed=turn, history=history)
+    system.close()
 
 
 def _chat_command(system, state: dict, line: str) -> bool:

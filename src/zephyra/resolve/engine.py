@@ -27,12 +27,14 @@ length), so a bad request is a one-line ``RequestError`` there and never reaches
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import contextlib
 import itertools
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -338,6 +340,9 @@ class Engine:
             if self._worker is None:
                 self._worker = threading.Thread(target=self._loop, name="zephyra-engine", daemon=True)
                 self._worker.start()
+                # stop the worker before the interpreter tears torch down: a daemon thread still inside torch
+                # at exit aborts the process ("terminate called without an active exception")
+                atexit.register(_close_at_exit, weakref.ref(self))
         return [r.stream for r in rows]
 
     def run(self, requests: Sequence[Request]) -> list[Completion]:
@@ -529,6 +534,12 @@ class Engine:
         if s.route is None:
             s.route = s.completion.route
         s._put(Event(text, tokens, reason))
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    engine = ref()
+    if engine is not None and not engine._closed:
+        engine.close()
 
 
 def _single_user(messages) -> bool:
