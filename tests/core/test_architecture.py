@@ -28,7 +28,7 @@ BESIDE = {  # offline work: may use the runtime, never used by it
     "data": set(),
     "training": {"adapters", "model", "tokenizer", "loader", "evaluation"},
     "evaluation": {"adapters", "router", "resolve", "loader", "model", "data"},
-    "bench": {"adapters", "router", "resolve", "model", "loader", "training", "evaluation"},
+    "bench": {"adapters", "router", "resolve", "model", "tokenizer", "loader", "training", "evaluation"},
     "pipeline": {"data", "training", "router", "resolve"},
 }
 TOP = {"cli", "__main__"}  # may import anything
