@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 sys.path[:0] = [str(Path(__file__).parents[1] / "router"), str(Path(__file__).parents[1] / "resolve")]
-from resolve_helpers import save_adapters  # noqa: E402
-from router_helpers import make_model, make_split, make_tokenizer  # noqa: E402
+from router_helpers import make_split  # noqa: E402
+from test_route import build_system  # noqa: E402
 
 from zephyra.cli import app  # noqa: E402
 from zephyra.data import DOMAINS  # noqa: E402
@@ -31,25 +30,15 @@ def _ok(args):
 
 @pytest.fixture(scope="module")
 def six(tmp_path_factory):
-    """A trained system with six adapters and a router for them: base/, adapters/<six>/, router/, data/router."""
-    from datasets import DatasetDict
-
-    from zephyra.router import InModelTrainConfig, train_inmodel_router
+    """A trained system with six adapters and a router for them: base/, adapters/<six>/, router/ (test_route's
+    build_system), and the router data it was trained on in data/router."""
+    from datasets import Dataset, DatasetDict
 
     root = tmp_path_factory.mktemp("open")
-    tok = make_tokenizer()
-    torch.manual_seed(0)
-    model = make_model(tok)
-    model.save_pretrained(root / "base")
-    tok.save_pretrained(root / "base")
-    save_adapters(model, root / "adapters", names=DOMAINS)
+    build_system(root)
     splits = {s: make_split(s) for s in ("train", "validation", "test")}
-    from datasets import Dataset
-
     DatasetDict({s: Dataset.from_dict({"prompt": v.prompts, "label": v.labels, "template": v.templates})
                  for s, v in splits.items()}).save_to_disk(str(root / "data" / "router"))
-    router, _ = train_inmodel_router(model, tok, splits["train"], splits["validation"], InModelTrainConfig())
-    router.save(root / "router")
     return root
 
 

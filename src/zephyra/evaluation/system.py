@@ -86,14 +86,13 @@ def compare_systems(base_dir: str | os.PathLike = DEFAULT_BASE, adapters_dir: st
     from ..data import DOMAINS
     from ..resolve.system import load_system
 
-    system = load_system(base_dir, adapters_dir, router_dir)
+    system = load_system(base_dir, adapters_dir, router_dir, max_batch=batch_size)
     if system.router is None or not system.adapters:
         raise ArtifactError(f"the comparison needs a router and adapters: {'; '.join(system.notes)}")
     domains = sorted(system.adapters, key=lambda d: (DOMAINS.index(d) if d in DOMAINS else len(DOMAINS), d))
     questions = held_out_questions(data_root, domains, max_questions, seed)
     prompts = [q["question"] for q in questions]
     gen = dict(max_new_tokens=max_new_tokens)
-    system.max_batch = batch_size
     answers, seconds = {}, {}
     # --- the four systems ---
     t = time.perf_counter()

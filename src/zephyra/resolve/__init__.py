@@ -12,8 +12,8 @@ prefill) -> ``multi.py`` / ``lora.py`` (per-row LoRA on one base) -> the model. 
 from .._lazy import exports
 
 __getattr__, __dir__, __all__ = exports(__name__, {
-    "defaults": ["DEFAULT_ADAPTERS", "DEFAULT_BASE", "DEFAULT_ROUTER"],
-    "engine": ["AUTO", "BASE", "MODES", "Completion", "Engine", "Event", "Request", "Route", "Stream", "fused_mix"],
+    "defaults": ["AUTO", "BASE", "DEFAULT_ADAPTERS", "DEFAULT_BASE", "DEFAULT_ROUTER"],
+    "engine": ["MODES", "Completion", "Engine", "Event", "Request", "Route", "Stream", "fused_mix"],
     "lora": ["AdapterBank", "AdapterBankError"],
     "multi": ["MultiLoRAEngine"],
     "sampling": ["SamplingParams"],

@@ -23,9 +23,7 @@ import typer
 
 from .. import clikit
 from ..clikit import warnings_to_stderr
-from .defaults import DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
-
-AUTO, BASE = "auto", "base"
+from .defaults import AUTO, BASE, DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
 
 BaseOpt = Annotated[Path | None, typer.Option("--base", help="base model directory (model + tokenizer)",
                                               show_default=str(DEFAULT_BASE))]

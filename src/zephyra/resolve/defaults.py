@@ -3,6 +3,8 @@ CLI's options read these)."""
 
 from pathlib import Path
 
+AUTO, BASE = "auto", "base"  # what a request names instead of an adapter: routed, or the base model
+
 DEFAULT_BASE = Path("runs/phase2/final")  # model + tokenizer
 DEFAULT_ADAPTERS = Path("runs/adapters")  # one adapter directory per domain
 DEFAULT_ROUTER = Path("runs/router/active")  # the router the quickstart chose (in-model or external)

@@ -43,12 +43,12 @@ import torch
 from ..chat import as_messages, encode_prompt
 from ..errors import RequestError
 from .cache import BatchCache
+from .defaults import AUTO, BASE
 from .lora import AdapterBank
 from .multi import MultiLoRAEngine
 from .sampling import SamplingParams, pick_tokens
 from .text import TextStream
 
-AUTO, BASE = "auto", "base"
 MODES = ("top1", "fused")  # top1: the router's adapter; fused: its best adapters, weighted by score
 
 
@@ -116,7 +116,6 @@ class Stream:
         self._cond = threading.Condition()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._cancel = threading.Event()
-        self._text: list[str] = []
 
     @property
     def cancelled(self) -> bool:
@@ -303,14 +302,13 @@ class Engine:
         if s.max_tokens >= self.context:
             raise RequestError(f"max_tokens {s.max_tokens} leaves no room for the prompt in the "
                                f"{self.context}-token context")
-        if request.fmt == "raw":
-            if not isinstance(request.messages, str):
-                raise RequestError("the raw format continues a text: give a string, not messages")
-            text = request.messages
-        else:
+        if request.fmt == "chat":
             messages = as_messages(request.messages)
             text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
-        ids = encode_prompt(self.tokenizer, request.messages, request.fmt)
+            ids = encode_prompt(self.tokenizer, messages, "chat")
+        else:  # raw (encode_prompt refuses anything else, and messages in the raw format)
+            ids = encode_prompt(self.tokenizer, request.messages, request.fmt)
+            text = request.messages
         limit = self.context - s.max_tokens
         truncated = len(ids) > limit
         if truncated:

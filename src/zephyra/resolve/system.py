@@ -121,12 +121,6 @@ class System:
                                 new_tokens=c.completion_tokens, truncated=c.truncated, finish_reason=c.finish_reason))
         return out
 
-    def prompt_tokens(self, prompt, max_new_tokens: int, fmt: str | None = None) -> int:
-        """How many tokens of ``prompt`` the model reads (after the cut to the context)."""
-        from ..chat import encode_prompt
-
-        return min(len(encode_prompt(self.tokenizer, prompt, fmt or self.fmt)), self.context - max_new_tokens)
-
     def close(self):
         """Stop the engine and give back the base model as it came (plain Linear modules)."""
         if self._engine is not None:

@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from ..adapters import AdapterConfigError, AdapterSpec, attach_adapter, base_fingerprint, save_adapter
-from ..adapters.fingerprint import unwrap
 from ..config import RECIPES, find_recipe, load_config
 from ..errors import DataError
 from ..evaluation.metrics import summed_nll
@@ -167,11 +166,6 @@ class DomainData:
     sampler: MixtureSampler
     val: dict[str, list[np.ndarray]]  # {"raw": micro-batches, "qa": micro-batches}, held out
     hashes: dict[str, str]  # {"<domain>/raw/train": sha256 of the split directory, ...}
-
-
-def _context(model) -> int:
-    c = unwrap(model).config.get_text_config()
-    return getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions")
 
 
 def prepare_domain_data(recipe: AdapterRecipe, tokenizer) -> DomainData:
@@ -332,8 +326,8 @@ def _train_adapter(recipe: AdapterRecipe, out: Path, echo) -> dict:
     started = time.perf_counter()
     md = load_model_dir(recipe.base)
     model, tokenizer = md.model.float(), md.tokenizer
-    if recipe.seq_len > _context(model):
-        raise RecipeError(f"seq_len ({recipe.seq_len}) is longer than the base's context ({_context(model)})")
+    if recipe.seq_len > md.context:
+        raise RecipeError(f"seq_len ({recipe.seq_len}) is longer than the base's context ({md.context})")
     data = prepare_domain_data(recipe, tokenizer)
     fingerprint = base_fingerprint(model)  # of the full-precision base, before qlora packs it
     base_ppl = _perplexities(model, data, recipe, prefix="base_")
