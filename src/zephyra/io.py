@@ -93,7 +93,7 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, object]]:
     """(line number, parsed object) for every non-blank line of a JSONL file; a missing file, a line that is not
     UTF-8 or not JSON is a one-line DataError naming the file and line."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() or path.is_dir():  # a pipe (`--file <(...)`, /dev/stdin) is fine
         raise DataError(f"{path}: no such file")
     with path.open("rb") as f:
         for n, raw in enumerate(f, 1):
