@@ -122,7 +122,7 @@ class TrainConfig:
     micro_batch_size: int = 16  # at most this many sequences per forward pass (bounds memory, not the maths)
     max_steps: int = 1000
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # bf16: autocast, fp32 master weights; auto: bf16 where
-    # the CPU computes it natively (AMX, AVX-512 BF16), else fp32 (emulated bf16 is 15x slower: runtime.py)
+    # the CPU computes it natively (AMX, AVX-512 BF16), else fp32 (emulated bf16 was 19x slower: docs/benchmarks.md)
     compile: bool = False  # torch.compile the model (about 1.5-2x on small models, after ~30 s of compiling)
     threads: int | None = None  # torch threads per process; None: the cores free at the start (runtime.py),
     # divided by the processes
