@@ -6,6 +6,7 @@ must equal the runtime's token for token).
     ids = encode_chat(tokenizer, messages)                     # bos, <|user|>\\n..., eos, <|assistant|>\\n
     ids = encode_prompt(tokenizer, "watermelon:", "raw")       # plain text to continue: bos + the text
     text = render_chat(tokenizer, [user, assistant])           # a training document (no outer bos/eos)
+    messages = grounded_messages("Who is Polonius?", passages)  # "Sources:\n[1] ...\n[2] ..." first
 
 The rendering itself is the tokenizer's chat template (tokenizer/__init__.py), so ``apply_chat_template`` in any
 HF tool gives the same ids. Roles: system, user, assistant. Bad messages are a one-line ``RequestError``.
@@ -44,6 +45,23 @@ def as_messages(prompt: str | Sequence[Mapping]) -> list[dict]:
     if not any(m["content"].strip() for m in out if m["role"] != "assistant"):
         raise RequestError("the prompt is empty")
     return out
+
+
+SOURCES_HEADER = "Sources:"
+
+
+def grounded_messages(prompt: str | Sequence[Mapping], passages: Sequence[str]) -> list[dict]:
+    """``prompt`` with retrieved ``passages`` in front: a system message "Sources:" listing them as [1]..[k]
+    (an existing system message follows the list), then the conversation. No passages: the prompt unchanged.
+    Training's grounded documents and the runtime's grounded prompts are both built here."""
+    messages = as_messages(prompt)
+    if not passages:
+        return messages
+    listing = "\n".join(f"[{i}] {' '.join(p.split())}" for i, p in enumerate(passages, 1))
+    content = f"{SOURCES_HEADER}\n{listing}"
+    if messages[0]["role"] == "system":
+        return [{"role": "system", "content": f"{content}\n\n{messages[0]['content']}"}, *messages[1:]]
+    return [{"role": "system", "content": content}, *messages]
 
 
 def _template(tokenizer) -> None:

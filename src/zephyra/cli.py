@@ -17,6 +17,7 @@ import typer
 
 from . import clikit
 from .data.cli import app as data_app
+from .data.index_cli import app as index_app
 from .evaluation.cli import app as eval_app
 from .resolve import cli as resolve_cli
 from .router.cli import app as router_app
@@ -152,6 +153,7 @@ VERBS = {  # zephyra VERB: the function that runs it (quickstart, tokenizer and 
 }
 GROUPS = {  # zephyra GROUP VERB: the sub-app that holds the verbs
     "data": data_app,
+    "index": index_app,
     "train": train_app,
     "router": router_app,
     "eval": eval_app,

@@ -1,6 +1,7 @@
 """The quickstart: the whole system end to end, in stages that are skipped when already done.
 
-    zephyra quickstart                 # data -> base phase 1 -> phase 2 -> six adapters -> router -> routed answers
+    zephyra quickstart                 # data -> base phase 1 -> phase 2 -> knowledge indexes -> six grounded
+                                       # adapters -> router -> routed answers with their sources
     zephyra quickstart --force phase2  # redo one stage (and so everything after it)
 
 Each stage writes its output under ``runs/`` (the paths the shipped recipes name) and is done when its
@@ -18,16 +19,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .errors import ConfigError
 from .config import RECIPES  # the shipped recipes (package data)
-
+from .errors import ConfigError
 
 DEMO_PROMPTS = [("chat", "hello!"), ("chat", "how are you today?"), ("chat", "what is your name?"),
                 ("raw", "watermelon:"), ("raw", "oak:"), ("raw", "sparrow:"), ("raw", "hammer:")]
-# routed demo: one question per domain in a phrasing of its own, and two the base should keep
+# routed demo: factual questions per domain in phrasings of their own, and two the base should keep
 ROUTED_PROMPTS = ["What does str.join() do in Python?", "What does Genesis 1:3 say?",
-                  "In Hamlet, who says \"To be, or not to be\"?", "What is sodium chloride in chemistry?",
-                  "What is a compiler in computing?", "Is Lisbon a city or a country?", "hello!",
+                  "In Hamlet, who says \"To be, or not to be\"?", "What is the chemical symbol for sodium?",
+                  "What is a compiler in computing?", "What is the capital of Peru?", "hello!",
                   "What rhymes with cat?"]
 ROUTER_KINDS = ("inmodel", "external")  # trained by the router stage; the better on validation serves
 
@@ -37,6 +37,7 @@ class QuickstartConfig:
     root: Path = Path("runs")
     data_records_per_source: int = 3000  # a reduced build: minutes, not the full 10
     recipes: Path = RECIPES
+    adapter_recipe: str = "grounded"  # recipes/adapters/<name>.yaml: grounded (with retrieval) or default
     overrides: dict[str, list[str]] = field(default_factory=dict)  # stage -> recipe key=value overrides
     max_new_tokens: int = 24
     router_kinds: tuple[str, ...] = ROUTER_KINDS
@@ -82,6 +83,18 @@ def _domains(cfg: QuickstartConfig) -> list[str]:
     return available_domains(cfg.root / "data")
 
 
+def _index_done(cfg: QuickstartConfig) -> bool:
+    return all((cfg.root / "index" / d / "manifest.json").is_file() for d in _domains(cfg))
+
+
+def _index_run(cfg: QuickstartConfig, console: Console) -> None:
+    """One knowledge index per domain from the domain's whole source (not the data build's sample)."""
+    from .data.knowledge import build_indexes
+
+    build_indexes(cfg.root / "index", _domains(cfg), force="index" in cfg.redo,
+                  log=lambda s: console.print(f"[dim]{s}[/dim]"))
+
+
 def _adapters_done(cfg: QuickstartConfig) -> bool:
     root = cfg.root / "adapters"
     return (cfg.root / "data" / "domains").is_dir() and all(
@@ -89,15 +102,18 @@ def _adapters_done(cfg: QuickstartConfig) -> bool:
 
 
 def _adapters_run(cfg: QuickstartConfig, console: Console) -> None:
-    """One LoRA adapter per domain (recipes/adapters/default.yaml); a finished adapter is kept, not retrained."""
+    """One LoRA adapter per domain (recipes/adapters/grounded.yaml: trained with retrieved passages); a finished
+    adapter is kept, not retrained."""
     from .training.adapter import load_adapter_recipe, train_adapter
 
     table = Table("domain", "held-out ppl: base", "adapter", "ratio", "seconds", title="domain adapters")
     for domain in _domains(cfg):
-        recipe = load_adapter_recipe(cfg.recipes / "adapters" / "default.yaml", cfg.overrides.get("adapters", []),
-                                     base=str(cfg.root / "phase2" / "final"), domain=domain,
-                                     data_root=str(cfg.root / "data"), out_root=str(cfg.root / "adapters"),
-                                     cache_dir=str(cfg.root / "cache" / "tokens"))
+        fields = dict(base=str(cfg.root / "phase2" / "final"), domain=domain, data_root=str(cfg.root / "data"),
+                      out_root=str(cfg.root / "adapters"), cache_dir=str(cfg.root / "cache" / "tokens"))
+        if cfg.adapter_recipe == "grounded":
+            fields["index_root"] = str(cfg.root / "index")
+        recipe = load_adapter_recipe(cfg.recipes / "adapters" / f"{cfg.adapter_recipe}.yaml",
+                                     cfg.overrides.get("adapters", []), **fields)
         m = train_adapter(recipe, force="adapters" in cfg.redo).get("metrics", {})
         base, ppl = m.get("base_val_perplexity"), m.get("val_perplexity")
         ratio = f"{ppl / base:.2f}" if base and ppl else "-"
@@ -142,22 +158,26 @@ def _router_run(cfg: QuickstartConfig, console: Console) -> None:
 def _demo(cfg: QuickstartConfig, console: Console) -> None:
     from .resolve.system import load_system
 
-    system = load_system(cfg.root / "phase2" / "final", cfg.root / "adapters", cfg.root / "router" / "active")
+    system = load_system(cfg.root / "phase2" / "final", cfg.root / "adapters", cfg.root / "router" / "active",
+                         index_root=cfg.root / "index")
     table = Table("prompt", "answer", title="Zephyra base model (phase 1 + phase 2)")
     for fmt, prompt in DEMO_PROMPTS:
         (out,) = system.resolve([prompt], adapter="base", max_new_tokens=cfg.max_new_tokens, fmt=fmt)
         table.add_row(prompt, out.text.splitlines()[0] if out.text else "")
     console.print(table)
-    table = Table("prompt", "adapter", "confidence", "answer", title="tiny ada: routed answers")
+    table = Table("prompt", "adapter", "confidence", "answer", "sources (cited *)",
+                  title="tiny ada: routed answers, grounded in retrieved sources")
     for r in system.resolve(ROUTED_PROMPTS, max_new_tokens=cfg.max_new_tokens):
+        cites = set(r.cited)
+        sources = "\n".join(f"{'*' if s['id'] in cites else ' '}{s['id'][:38]} {s['score']:.2f}" for s in r.sources)
         table.add_row(r.prompt, r.adapter, f"{r.confidence:.2f}" if r.confidence is not None else "-",
-                      r.text.splitlines()[0] if r.text else "")
+                      r.text.splitlines()[0] if r.text else "", sources or (r.note or "-"))
     console.print(table)
     system.close()
 
 
 STAGES = [Stage("data", _data_done, _data_run), _train_stage("phase1"), _train_stage("phase2"),
-          Stage("adapters", _adapters_done, _adapters_run), Stage("router", _router_done, _router_run),
+          Stage("index", _index_done, _index_run), Stage("adapters", _adapters_done, _adapters_run), Stage("router", _router_done, _router_run),
           Stage("demo", lambda cfg: False, _demo)]
 
 

@@ -21,15 +21,16 @@ RUNTIME = {
     "tokenizer": set(),
     "loader": {"model", "tokenizer"},
     "adapters": {"model"},
-    "router": {"adapters", "loader", "model"},
-    "resolve": {"router", "adapters", "loader", "model"},
+    "retrieval": set(),
+    "router": {"adapters", "loader", "model", "retrieval"},
+    "resolve": {"router", "adapters", "loader", "model", "retrieval"},
 }
 BESIDE = {  # offline work: may use the runtime, never used by it
-    "data": set(),
-    "training": {"adapters", "model", "tokenizer", "loader", "evaluation"},
-    "evaluation": {"adapters", "router", "resolve", "loader", "model", "data"},
+    "data": {"retrieval"},
+    "training": {"adapters", "model", "tokenizer", "loader", "evaluation", "retrieval", "data"},
+    "evaluation": {"adapters", "router", "resolve", "loader", "model", "data", "retrieval"},
     "bench": {"adapters", "router", "resolve", "model", "tokenizer", "loader", "training", "evaluation"},
-    "pipeline": {"data", "training", "router", "resolve"},
+    "pipeline": {"data", "training", "router", "resolve", "retrieval"},
 }
 TOP = {"cli", "__main__"}  # may import anything
 

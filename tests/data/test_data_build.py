@@ -23,7 +23,7 @@ LAYOUT = {
     "phase2": ({"train", "validation"}, ["text", "source", "licence"]),
     "router": ({"train", "validation", "test"}, ["prompt", "label", "template"]),
     **{f"domains/{d}/raw": ({"train", "validation", "test"}, ["text", "source", "licence"]) for d in DOMAINS},
-    **{f"domains/{d}/qa": ({"train", "validation", "test"}, ["question", "answer", "source"]) for d in DOMAINS},
+    **{f"domains/{d}/qa": ({"train", "validation", "test"}, ["question", "answer", "source", "doc_id", "entity"]) for d in DOMAINS},
 }
 
 
@@ -158,7 +158,7 @@ def test_stats_command_prints_every_source_and_writes_plots(root):
     res = runner.invoke(app, ["stats", "--root", str(root)])
     assert res.exit_code == 0, res.output
     for name in SOURCE_NAMES:
-        assert re.search(rf"^{re.escape(name)}\s", res.stdout, re.M), name
+        assert re.search(rf"^{re.escape(name)}\s", res.stdout, re.MULTILINE), name
     assert {p.name for p in (root / "plots").iterdir()} == {"sources_mb.png", "drops.png", "datasets.png"}
 
 

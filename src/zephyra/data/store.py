@@ -21,7 +21,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "phase1": ("prompt", "response", "kind", "word", "category"),
     "phase2": ("text", "source", "licence"),
     "raw": ("text", "source", "licence"),
-    "qa": ("question", "answer", "source"),
+    "qa": ("question", "answer", "source", "doc_id", "entity"),  # doc_id: the source entry (retrieval's gold)
     "router": ("prompt", "label", "template"),
     "curated": ("text", "domain", "source", "licence"),
 }

@@ -23,7 +23,14 @@ import typer
 
 from .. import clikit
 from ..clikit import warnings_to_stderr
-from .defaults import AUTO, BASE, DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
+from .defaults import (
+    AUTO,
+    BASE,
+    DEFAULT_ADAPTERS,
+    DEFAULT_BASE,
+    DEFAULT_INDEX,
+    DEFAULT_ROUTER,
+)
 
 BaseOpt = Annotated[Path | None, typer.Option("--base", help="base model directory (model + tokenizer)",
                                               show_default=str(DEFAULT_BASE))]
@@ -36,10 +43,14 @@ ModeOpt = Annotated[str, typer.Option("--mode", help="top1: the router's adapter
                                                      "weighted by score")]
 MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", "--max-tokens", min=1, help="new tokens at most")]
 SampleOpt = Annotated[bool, typer.Option(help="sample (temperature 0.8, top-k 40) instead of greedy decoding")]
+IndexOpt = Annotated[Path | None, typer.Option("--index", help="knowledge indexes, one per domain (grounded "
+                                               "adapters answer from them)", show_default=str(DEFAULT_INDEX))]
+RetrievalOpt = Annotated[bool, typer.Option("--retrieval/--no-retrieval", help="grounded adapters answer from "
+                                            "retrieved sources (off: closed-book)")]
 
 
 def open_system(base: Path | None, adapters: Path | None, router: Path | None, *, fmt: str = "chat",
-                defaults: bool = True):
+                defaults: bool = True, index: Path | None = None):
     """load_system with the CLI's defaults (``defaults=False``: only what is given); notes on stderr."""
     import torch
     from transformers.utils import logging as hf_logging
@@ -52,7 +63,7 @@ def open_system(base: Path | None, adapters: Path | None, router: Path | None, *
     if defaults:
         base, adapters, router = base or DEFAULT_BASE, adapters or DEFAULT_ADAPTERS, router or DEFAULT_ROUTER
     with warnings_to_stderr():
-        system = load_system(base, adapters, router, fmt=fmt)
+        system = load_system(base, adapters, router, fmt=fmt, index_root=index or DEFAULT_INDEX)
     for note in system.notes:
         typer.echo(f"note: {note}", err=True)
     return system
@@ -165,6 +176,8 @@ def generate(
     stream: Annotated[bool, typer.Option("--stream", help="print tokens as they are made")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object a line (with --stream: one per "
                                                          "event, then the answer)")] = False,
+    index: IndexOpt = None,
+    retrieval: RetrievalOpt = True,
 ) -> None:
     """Answer a prompt: routed to an adapter (auto), with the base, or with a named adapter; --stream prints the
     answer as it is made, --file answers many prompts in one process, sharing the batch.
@@ -173,6 +186,7 @@ def generate(
     zephyra generate "Who is Polonius?" --adapter shakespeare --stream
     zephyra generate --file prompts.jsonl --json --max-new-tokens 32
     zephyra generate "Who is Polonius?" --model runs/phase2/final     # a plain model
+    zephyra generate "What is the capital of Peru?" --no-retrieval   # grounded adapters answer closed-book
     """
     from .engine import Request
     from .sampling import SamplingParams
@@ -195,7 +209,7 @@ def generate(
         system = open_system(model, None, None, fmt=fmt, defaults=False)
         adapter = BASE if adapter == AUTO else adapter  # a plain model has no router
     else:
-        system = open_system(base, adapters, router, fmt=fmt)
+        system = open_system(base, adapters, router, fmt=fmt, index=index)
     adapter = usable_adapter(system, adapter, mode)
     temp = temperature if temperature is not None else (0.8 if sample else 0.0)
     requests = [Request(p, adapter=adapter, mode=mode, fmt=fmt, request_id=str(i), sampling=SamplingParams(
@@ -203,7 +217,10 @@ def generate(
         stop=list(stop or []))) for i, p in enumerate(prompts)]
     try:
         with warnings_to_stderr():
-            streams = system.engine.submit_many(requests)  # together: a file's prompts share the batch
+            streams = system.submit_many(requests, retrieval)  # together: a file's prompts share the batch
+        for s in streams:
+            if s.grounding is not None and s.grounding.note and not as_json:
+                typer.echo(f"note: {s.grounding.note}", err=True)
         if stream:
             _print_streams(streams, as_json)
         for p, s in zip(prompts, streams):
@@ -211,7 +228,7 @@ def generate(
             if c.finish_reason == "error":
                 raise RuntimeError(f"generation failed: {c.error}")
             if as_json:
-                typer.echo(json.dumps(answer_json(p, c, len(prompts) > 1)))
+                typer.echo(json.dumps(answer_json(p, c, len(prompts) > 1, s.grounding), ensure_ascii=False))
             elif not stream:
                 typer.echo(answer_label(c.route), err=True)  # stdout stays the answer alone, for pipes
                 typer.echo(c.text.strip())
@@ -264,12 +281,16 @@ def visible(stream):
             yield shown
 
 
-def answer_json(prompt, c, indexed: bool = False) -> dict:
-    """The DESIGN.md contract of ``generate --json``: {"adapter", "text", ...}."""
+def answer_json(prompt, c, indexed: bool = False, grounding=None) -> dict:
+    """The DESIGN.md contract of ``generate --json``: {"adapter", "text", ...}, and "sources" (the retrieved
+    passages, {"id", "text", "score"}), "cited" (the ids the answer cites) and "note" (a fallback) when the
+    answering adapter is grounded."""
     r = c.route
     out = {"adapter": r.adapter, "confidence": r.confidence, "scores": r.scores, "weights": r.weights,
            "text": c.text.strip(), "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
            "new_tokens": c.completion_tokens, "truncated": c.truncated}
+    if grounding is not None:
+        out.update(sources=grounding.sources, cited=grounding.cited_sources(c.text), note=grounding.note)
     if indexed:
         out = {"index": int(c.request_id), "prompt": prompt, **out}
     return out
@@ -301,6 +322,8 @@ def chat(
     sample: SampleOpt = False,
     history: Annotated[bool, typer.Option(help="send the conversation so far with each line (multi-turn); off: "
                                                "each line is answered on its own")] = False,
+    index: IndexOpt = None,
+    retrieval: RetrievalOpt = True,
 ) -> None:
     """Talk to the system: each answer streams as it is made, after the adapter that gives it and the router's
     confidence. Reads stdin until EOF or /quit, so it also runs piped.
@@ -310,8 +333,8 @@ def chat(
     """
     import click
 
-    system = open_system(base, adapters, router)
-    state = {"adapter": usable_adapter(system, adapter, mode), "mode": mode, "messages": []}
+    system = open_system(base, adapters, router, index=index)
+    state = {"adapter": usable_adapter(system, adapter, mode), "mode": mode, "messages": [], "retrieval": retrieval}
     typer.echo(f"zephyra chat: adapters {', '.join(system.adapters) or 'none'}; answering with "
                f"{state['adapter']} ({state['mode']}). {CHAT_HELP}", err=True)
     stdin, interactive = click.get_text_stream("stdin"), sys.stdin.isatty()
@@ -378,7 +401,7 @@ def _chat_turn(system, state: dict, prompt: str, max_new_tokens: int, sample: bo
         max_tokens=max_new_tokens, temperature=0.8 if sample else 0.0, top_k=40 if sample else 0, seed=seed))
     try:
         with warnings_to_stderr():
-            stream = system.submit(request)
+            stream = system.submit(request, state.get("retrieval", True))
     except ZephyraError as e:
         typer.echo(f"error: {e}")
         return
@@ -389,5 +412,13 @@ def _chat_turn(system, state: dict, prompt: str, max_new_tokens: int, sample: bo
         pieces.append(piece)
         typer.echo(piece, nl=False)
     typer.echo("")
+    g = stream.grounding
+    if g is not None and (g.sources or g.note):
+        cites = set(g.cited_sources("".join(pieces)))
+        for i, src in enumerate(g.sources, 1):
+            mark = "*" if src["id"] in cites else " "
+            typer.echo(f"  {mark}[{i}] {src['id']} ({src['score']:.2f}): {src['text'][:90]}", err=True)
+        if g.note:
+            typer.echo(f"  note: {g.note}", err=True)
     if history:
         state["messages"] = [*messages, {"role": "assistant", "content": "".join(pieces).strip()}]

@@ -64,6 +64,7 @@ class Request:
     mode: str = "top1"  # with adapter "auto": "top1" or "fused"
     fmt: str = "chat"  # "chat": messages through the chat template; "raw": a string for the model to continue
     request_id: str | None = None  # None: one is made up
+    route: Route | None = None  # decided before the request (a grounded request: routed, then retrieved for)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class Stream:
     def __init__(self, request_id: str, prompt_tokens: int, truncated: bool):
         self.request_id, self.prompt_tokens, self.truncated = request_id, prompt_tokens, truncated
         self.route: Route | None = None  # set when the request joins the batch, before its first event
+        self.grounding = None  # set by System.submit_many: the sources in the prompt (resolve/grounding.py)
         self.completion: Completion | None = None
         self.submitted = time.perf_counter()
         self._items: collections.deque = collections.deque()
@@ -449,7 +451,9 @@ class Engine:
         by_text, in_prefill = [], []
         for i, r in enumerate(rows):
             req = r.request
-            if req.adapter == BASE:
+            if req.route is not None:
+                r.route = req.route
+            elif req.adapter == BASE:
                 r.route = Route(BASE)
             elif req.adapter != AUTO:
                 r.route = Route(req.adapter, weights={req.adapter: 1.0})

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RequestError
-from .defaults import DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
+from .defaults import DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_INDEX, DEFAULT_ROUTER
 from .engine import AUTO, BASE, Engine, Request, Stream, check_choice
 from .sampling import SamplingParams
 
@@ -44,6 +44,9 @@ class Resolved:
     new_tokens: int = 0
     truncated: bool = False
     finish_reason: str = "stop"
+    sources: list[dict] = field(default_factory=list)  # the retrieved passages in the prompt: {"id", "text", "score"}
+    cited: list[str] = field(default_factory=list)  # the ids of the sources the answer cites
+    note: str | None = None  # a retrieval fallback taken (resolve/grounding.py)
 
 
 class System:
@@ -52,7 +55,7 @@ class System:
 
     def __init__(self, model, tokenizer, adapter_dirs: dict[str, Path] | None = None, router=None, *,
                  fmt: str = "chat", paths: dict[str, str] | None = None, notes: list[str] | None = None,
-                 max_batch: int = 32):
+                 max_batch: int = 32, index_root: str | os.PathLike | None = None):
         self.model, self.tokenizer, self.router = model, tokenizer, router
         self.adapter_dirs = dict(adapter_dirs or {})
         self.fmt = fmt
@@ -60,6 +63,14 @@ class System:
         self.notes = notes or []  # what is missing, one line each
         self.max_batch = max_batch
         self._engine: Engine | None = None
+        from .grounding import Retriever
+
+        self.retriever = Retriever(self.adapter_dirs, index_root)  # the grounded adapters' knowledge indexes
+
+    @property
+    def grounded(self) -> list[str]:
+        """The adapters trained with retrieval (their answers come with sources)."""
+        return list(self.retriever.grounded)
 
     @property
     def adapters(self) -> list[str]:
@@ -95,30 +106,54 @@ class System:
             raise ResolveError(next((n for n in self.notes if "router" in n), "this system has no router"))
         return self.router.route(list(prompts))
 
-    def submit(self, request: Request) -> Stream:
+    def ground(self, requests: Sequence[Request], retrieval: bool = True):
+        """[(request as the engine will serve it, Grounding or None)]: routed and given its adapter's passages
+        (resolve/grounding.py); requests no grounded adapter serves come back unchanged."""
+        from .grounding import ground
+
+        for r in requests:
+            self.check(r.adapter, r.mode)
+        return ground(requests, router=self.router, retriever=self.retriever, adapters=self.adapters,
+                      tokenizer=self.tokenizer, context=self.context, retrieval=retrieval,
+                      fuse_top=self.engine.fuse_top if self._engine is not None else 2)
+
+    def submit_many(self, requests: Sequence[Request], retrieval: bool = True) -> list[Stream]:
+        """Stream several requests together (they share the batch); each Stream carries ``grounding`` (the sources
+        in its prompt, or None)."""
+        grounded = self.ground(requests, retrieval)
+        streams = self.engine.submit_many([r for r, _ in grounded])
+        for s, (_, g) in zip(streams, grounded):
+            s.grounding = g
+        return streams
+
+    def submit(self, request: Request, retrieval: bool = True) -> Stream:
         """Stream one request (any thread; ``async for`` works too)."""
-        self.check(request.adapter, request.mode)
-        return self.engine.submit(request)
+        return self.submit_many([request], retrieval)[0]
 
     def resolve(self, prompts: str | Sequence[str], adapter: str = AUTO, mode: str = "top1",
                 max_new_tokens: int = 48, *, do_sample: bool = False, temperature: float = 0.8, top_k: int = 40,
-                top_p: float = 1.0, seed: int = 0, stop: Sequence[str] = (), fmt: str | None = None
-                ) -> list[Resolved]:
+                top_p: float = 1.0, seed: int = 0, stop: Sequence[str] = (), fmt: str | None = None,
+                retrieval: bool = True) -> list[Resolved]:
         """Answer prompts (each a string or a list of chat messages), all in one batch; greedy unless
-        ``do_sample`` (then prompt i samples with seed ``seed + i``)."""
+        ``do_sample`` (then prompt i samples with seed ``seed + i``). Grounded adapters answer from their
+        retrieved sources unless ``retrieval`` is False."""
         self.check(adapter, mode)
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         requests = [Request(p, adapter=adapter, mode=mode, fmt=fmt or self.fmt, sampling=SamplingParams(
             max_tokens=max_new_tokens, temperature=temperature if do_sample else 0.0, top_k=top_k if do_sample else 0,
             top_p=top_p if do_sample else 1.0, seed=seed + i, stop=list(stop))) for i, p in enumerate(prompts)]
         out = []
-        for p, c in zip(prompts, self.engine.run(requests)):
+        streams = self.submit_many(requests, retrieval)
+        for p, s in zip(prompts, streams):
+            c = s.result()
             if c.finish_reason == "error":
                 raise RuntimeError(f"generation failed: {c.error}")
-            r = c.route
+            r, g = c.route, s.grounding
             out.append(Resolved(prompt=p if isinstance(p, str) else p[-1]["content"], adapter=r.adapter,
                                 confidence=r.confidence, text=c.text.strip(), scores=r.scores, weights=r.weights,
-                                new_tokens=c.completion_tokens, truncated=c.truncated, finish_reason=c.finish_reason))
+                                new_tokens=c.completion_tokens, truncated=c.truncated, finish_reason=c.finish_reason,
+                                sources=g.sources if g else [], cited=g.cited_sources(c.text) if g else [],
+                                note=g.note if g else None))
         return out
 
     def close(self):
@@ -131,7 +166,7 @@ class System:
 
 def load_system(base: str | os.PathLike = DEFAULT_BASE, adapters_dir: str | os.PathLike | None = DEFAULT_ADAPTERS,
                 router_dir: str | os.PathLike | None = DEFAULT_ROUTER, *, fmt: str = "chat",
-                max_batch: int = 32) -> System:
+                max_batch: int = 32, index_root: str | os.PathLike | None = DEFAULT_INDEX) -> System:
     """Load a system. ``base`` must be a model directory (with its tokenizer); an absent ``adapters_dir`` or
     ``router_dir`` (or None) leaves that part out and says so in ``notes``. A router or adapter trained on another
     base is refused (their fingerprints), in one line."""
@@ -156,4 +191,8 @@ def load_system(base: str | os.PathLike = DEFAULT_BASE, adapters_dir: str | os.P
             notes.append(f"no adapter for {', '.join(unserved)}: prompts routed there are answered by the base")
     paths = {"base": str(base), "adapters": str(adapters_dir) if adapters_dir is not None else None,
              "router": str(router_dir) if router is not None else None}
-    return System(model, tokenizer, adapter_dirs, router, fmt=fmt, paths=paths, notes=notes, max_batch=max_batch)
+    system = System(model, tokenizer, adapter_dirs, router, fmt=fmt, paths=paths, notes=notes, max_batch=max_batch,
+                    index_root=index_root)
+    if system.grounded:
+        paths["index"] = str(index_root) if index_root is not None else None
+    return system

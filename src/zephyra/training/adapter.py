@@ -30,12 +30,19 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..adapters import AdapterConfigError, AdapterSpec, attach_adapter, base_fingerprint, save_adapter
+from ..adapters import (
+    AdapterConfigError,
+    AdapterSpec,
+    attach_adapter,
+    base_fingerprint,
+    save_adapter,
+)
 from ..config import RECIPES, find_recipe, load_config
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..evaluation.metrics import summed_nll
 from ..io import sha256_dir
 from ..loader import load_model_dir
+from ..retrieval.grounding import GroundingConfig
 from ..runtime import choose_threads, resolve_precision
 from .config import DataSource, OptimConfig, RecipeError, ScheduleConfig
 from .data import EpochPacker, MixtureSampler, eval_batches, load_documents
@@ -68,6 +75,10 @@ class AdapterRecipe:
     qa_fraction: float = 0.25  # share of training sequences from qa/train (chat template); 0: raw text only
     general_fraction: float = 0.3  # share replayed from the base's general corpus (<data_root>/<general_data>)
     general_data: str = "phase2"  # so the adapter keeps the base's behaviour off its domain
+    # --- retrieval (grounded adapters): Q/A pairs with the passages the domain's knowledge index finds ---
+    index_root: str | None = None  # knowledge indexes, one directory per domain (zephyra index build); None: none
+    grounded_fraction: float = 0.0  # share of training sequences from grounded Q/A documents (needs index_root)
+    retrieval: dict = dataclasses.field(default_factory=dict)  # GroundingConfig: k, mode, passage_tokens, min_score
     seq_len: int = 256
     cache_dir: str = "runs/cache/tokens"  # shared with base training: keyed by data, tokenizer and formatter
     # --- optimisation: AdamW, warmup then cosine (or wsd, constant) ---
@@ -99,9 +110,19 @@ class AdapterRecipe:
                               f"({self.micro_batch_size})")
         if not 0.0 <= self.qa_fraction < 1.0:
             raise RecipeError(f"qa_fraction must be in [0, 1), got {self.qa_fraction}")
-        if not 0.0 <= self.general_fraction < 1.0 or self.qa_fraction + self.general_fraction >= 1.0:
+        if not 0.0 <= self.grounded_fraction < 1.0:
+            raise RecipeError(f"grounded_fraction must be in [0, 1), got {self.grounded_fraction}")
+        if self.grounded_fraction > 0 and not self.index_root:
+            raise RecipeError("grounded_fraction > 0 needs index_root (the knowledge indexes: zephyra index build)")
+        shares = self.qa_fraction + self.general_fraction + self.grounded_fraction
+        if not 0.0 <= self.general_fraction < 1.0 or shares >= 1.0:
             raise RecipeError(f"general_fraction must be in [0, 1) and leave room for the domain's raw text "
-                              f"(qa_fraction {self.qa_fraction} + general_fraction {self.general_fraction} >= 1)")
+                              f"(qa_fraction {self.qa_fraction} + general_fraction {self.general_fraction} + "
+                              f"grounded_fraction {self.grounded_fraction} >= 1)")
+        try:
+            self.grounding()
+        except ConfigError as e:
+            raise RecipeError(str(e)) from None
         if self.eval_batches < 0 or self.warmup_steps < 0:
             raise RecipeError("eval_batches and warmup_steps must be >= 0")
         if self.threads is not None and self.threads <= 0:
@@ -111,6 +132,12 @@ class AdapterRecipe:
         except AdapterConfigError as e:
             raise RecipeError(str(e)) from None
         self.optim(), self.schedule_config()  # their own checks, as RecipeErrors
+
+    def grounding(self) -> GroundingConfig:
+        return GroundingConfig.from_dict(self.retrieval)
+
+    def index_dir(self) -> Path | None:
+        return Path(self.index_root) / self.domain if self.index_root and self.grounded_fraction > 0 else None
 
     def spec(self) -> AdapterSpec:
         names = [f.name for f in dataclasses.fields(AdapterSpec)]
@@ -164,8 +191,9 @@ def check_domain(recipe: AdapterRecipe) -> None:
 @dataclass
 class DomainData:
     sampler: MixtureSampler
-    val: dict[str, list[np.ndarray]]  # {"raw": micro-batches, "qa": micro-batches}, held out
+    val: dict[str, list]  # {"raw": micro-batches, "qa": ..., "grounded": (ids, labels) pairs}, held out
     hashes: dict[str, str]  # {"<domain>/raw/train": sha256 of the split directory, ...}
+    grounded: dict = dataclasses.field(default_factory=dict)  # what grounded training read (index, counts)
 
 
 def prepare_domain_data(recipe: AdapterRecipe, tokenizer) -> DomainData:
@@ -196,8 +224,37 @@ def prepare_domain_data(recipe: AdapterRecipe, tokenizer) -> DomainData:
     rows = {k: EpochPacker(load_documents(s, tokenizer, recipe.cache_dir), recipe.seq_len, 0, s.name).fixed_rows()
             for k, s in val.items()}
     micro = recipe.micro_batch_size
-    return DomainData(sampler=MixtureSampler(packers, weights, recipe.seed),
-                      val={k: eval_batches(r, micro, recipe.eval_batches) for k, r in rows.items()}, hashes=hashes)
+    val_batches = {k: eval_batches(r, micro, recipe.eval_batches) for k, r in rows.items()}
+    grounded = {}
+    if recipe.index_dir() is not None:
+        packer, val_batches["grounded"], grounded = _grounded_sources(recipe, tokenizer)
+        packers.append(packer)
+        weights = [weights[0] - recipe.grounded_fraction, *weights[1:], recipe.grounded_fraction]
+        hashes[f"{recipe.domain}/index"] = grounded["chunks_sha256"]
+    return DomainData(sampler=MixtureSampler(packers, weights, recipe.seed), val=val_batches, hashes=hashes,
+                      grounded=grounded)
+
+
+def _grounded_sources(recipe: AdapterRecipe, tokenizer):
+    """The grounded Q/A documents (train: packed whole; validation: held-out (ids, labels) batches)."""
+    from ..retrieval.index import KnowledgeIndex
+    from .grounded import WholePacker, load_grounded, masked
+
+    index_dir = recipe.index_dir()
+    if not (index_dir / "manifest.json").is_file():
+        raise DataError(f"{index_dir}: no knowledge index for {recipe.domain!r}; build it with zephyra index build")
+    index = KnowledgeIndex.load(index_dir)
+    cfg, qa, pad = recipe.grounding(), recipe.domain_dir() / "qa", tokenizer.pad_token_id
+    train_docs, train_stats = load_grounded(qa, "train", index, cfg, tokenizer, recipe.cache_dir, recipe.seed,
+                                            recipe.seq_len)
+    val_docs, val_stats = load_grounded(qa, "validation", index, cfg, tokenizer, recipe.cache_dir, recipe.seed + 1,
+                                        recipe.seq_len)
+    packer = WholePacker(train_docs, recipe.seq_len, recipe.seed * 1000 + 7, f"{recipe.domain}/grounded/train", pad)
+    rows = WholePacker(val_docs, recipe.seq_len, 0, f"{recipe.domain}/grounded/validation", pad).fixed_rows()
+    val = [masked(b, pad) for b in eval_batches(rows, recipe.micro_batch_size, recipe.eval_batches)]
+    info = {"index": str(index_dir.resolve()), "chunks": len(index), "chunks_sha256": index.manifest.get(
+        "chunks_sha256", ""), **cfg.to_dict(), "train": train_stats, "validation": val_stats}
+    return packer, val, info
 
 
 def _autocast(recipe: AdapterRecipe):
@@ -232,7 +289,7 @@ def _fmt_s(seconds: float) -> str:
     return f"{m}:{s:02d}"
 
 
-def _train_loop(model, data: DomainData, recipe: AdapterRecipe, echo) -> dict:
+def _train_loop(model, data: DomainData, recipe: AdapterRecipe, echo, pad_id: int | None = None) -> dict:
     """AdamW + schedule over the adapter's parameters; returns what it measured."""
     params = _trainable(model)
     optimizers = build_optimizers(model, recipe.optim())
@@ -248,8 +305,11 @@ def _train_loop(model, data: DomainData, recipe: AdapterRecipe, echo) -> dict:
         total = 0.0
         for m in range(accum):
             x = batch[m * recipe.micro_batch_size:(m + 1) * recipe.micro_batch_size]
+            labels = x
+            if pad_id is not None and bool((x == pad_id).any()):  # whole-document rows: padding is no target
+                labels = x.masked_fill(x == pad_id, -100)
             with _autocast(recipe):
-                loss = model(input_ids=x, labels=x).loss
+                loss = model(input_ids=x, labels=labels).loss
             (loss / accum).backward()
             total += float(loss.detach()) / accum
         torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
@@ -337,7 +397,7 @@ def _train_adapter(recipe: AdapterRecipe, out: Path, echo) -> dict:
     trainable = sum(p.numel() for p in _trainable(model))
     echo(f"{recipe.domain}/{recipe.method}: {trainable:,} trainable parameters; base val perplexity "
          f"{base_ppl['base_val_perplexity']:.2f}")
-    metrics = _train_loop(model, data, recipe, echo)
+    metrics = _train_loop(model, data, recipe, echo, tokenizer.pad_token_id if data.grounded else None)
     # --- evaluate and save ---------------------------------------------------------------------------------------
     metrics.update(_perplexities(model, data, recipe))
     metrics.update(base_ppl)
@@ -347,6 +407,9 @@ def _train_adapter(recipe: AdapterRecipe, out: Path, echo) -> dict:
     metrics["wall_seconds"] = time.perf_counter() - started  # loading, tokenising, both evaluations, training
     model.eval()
     run = {**recipe.to_dict(), "out": str(out), "base": str(Path(recipe.base).resolve())}
+    if data.grounded:  # the runtime reads this: the adapter answers from these passages, retrieved like this
+        run["grounding"] = {k: data.grounded[k] for k in ("index", "k", "mode", "passage_tokens", "min_score")}
+        metrics["grounded_documents"] = {s: data.grounded[s]["documents"] for s in ("train", "validation")}
     save_adapter(model, out, name=recipe.domain, domain=recipe.domain, data_hashes=data.hashes, metrics=metrics,
                  config=run, base=fingerprint)
     echo(f"{recipe.domain}/{recipe.method}: val perplexity {metrics['base_val_perplexity']:.2f} (base) -> "

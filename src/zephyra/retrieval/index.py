@@ -1,0 +1,272 @@
+"""A knowledge index: one domain's chunks, searchable densely (all-MiniLM-L6-v2 embeddings in FAISS), sparsely
+(BM25, the ``bm25s`` library) and by both (reciprocal-rank fusion). Each index is an artifact directory:
+
+    <dir>/chunks.jsonl     one chunk a line: {"id", "doc_id", "domain", "source", "text"}
+    <dir>/dense.faiss      the chunks' embeddings (inner product of L2-normalised vectors: cosine), FAISS
+    <dir>/sparse/          the BM25 index (bm25s's own files)
+    <dir>/manifest.json    kind "knowledge-index": domain, chunk count, chunking, embedding model, source hashes
+
+    index = build_index(chunks, "runs/index/geography", domain="geography", encoder=MiniLMEncoder(...))
+    index = KnowledgeIndex.load("runs/index/geography")
+    hits = index.search(["What is the capital of France?"], k=3)[0]   # [Hit(id, text, score, ...)]
+
+A hit's ``score`` is the cosine similarity of the query and the chunk under the encoder (for every mode, so one
+threshold says "nothing relevant" whatever ranked the hits; an index built without a dense side: the BM25 score); ``rank_score`` is what ranked it (cosine, BM25 or
+fused reciprocal rank). Written atomically: a failed build leaves no index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactError, ConfigError, DataError
+from ..io import atomic_directory, sha256_bytes
+from ..manifest import read_manifest, write_manifest
+from .embed import Encoder
+
+MODES = ("hybrid", "dense", "sparse")
+KIND = "knowledge-index"
+TOKEN_PATTERN = r"(?u)\b\w+\b"  # bm25s's default drops one-character tokens: the "1" of "Genesis 1:1"
+RRF_K = 60  # reciprocal-rank fusion: 1 / (RRF_K + rank), the usual constant
+CANDIDATES = 50  # per side, before fusion
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    text: str
+    score: float  # cosine similarity to the query
+    rank_score: float  # what ranked it in this mode
+    domain: str
+    doc_id: str
+    source: str
+
+    def public(self) -> dict:
+        """What an answer reports: ``{"id", "text", "score"}``."""
+        return {"id": self.id, "text": self.text, "score": round(self.score, 4)}
+
+
+def _tokenize(texts: list[str]):
+    import bm25s
+
+    return bm25s.tokenize(texts, lower=True, token_pattern=TOKEN_PATTERN, stopwords="en", show_progress=False)
+
+
+def _check_chunks(chunks: Sequence[dict], domain: str) -> None:
+    if not chunks:
+        raise DataError(f"index {domain!r}: no chunks to index (is the domain's source installed? "
+                        "zephyra data sources lists them)")
+    missing = [k for k in ("id", "text") if k not in chunks[0]]
+    if missing:
+        raise DataError(f"index {domain!r}: chunks need {', '.join(missing)}")
+    seen: set[str] = set()
+    for c in chunks:
+        if c["id"] in seen:
+            raise DataError(f"index {domain!r}: chunk id {c['id']!r} twice")
+        seen.add(c["id"])
+
+
+def build_index(chunks: Sequence[dict], out: str | os.PathLike, *, domain: str, encoder: Encoder | None,
+                inputs: dict | None = None, chunking: dict | None = None, log: Callable[[str], None] = print,
+                batch: int = 2048) -> KnowledgeIndex:
+    """Index ``chunks`` into ``out`` (replaced atomically); ``encoder`` None: sparse only (no dense side)."""
+    import bm25s
+    import faiss
+
+    _check_chunks(chunks, domain)
+    t0 = time.perf_counter()
+    texts = [c["text"] for c in chunks]
+    timings = {}
+    with atomic_directory(out) as tmp:
+        with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps({k: c.get(k, "") for k in ("id", "doc_id", "domain", "source", "text")},
+                                   ensure_ascii=False) + "\n" for c in chunks)
+        t = time.perf_counter()
+        retriever = bm25s.BM25()
+        retriever.index(_tokenize(texts), show_progress=False)
+        retriever.save(str(tmp / "sparse"), show_progress=False)
+        timings["sparse_seconds"] = round(time.perf_counter() - t, 2)
+        if encoder is not None:
+            t = time.perf_counter()
+            index = faiss.IndexScalarQuantizer(encoder.dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+            last = t
+            for i in range(0, len(texts), batch):
+                index.add(np.ascontiguousarray(encoder(texts[i:i + batch]), dtype=np.float32))
+                if time.perf_counter() - last > 5 or i + batch >= len(texts):
+                    done = min(i + batch, len(texts))
+                    rate = done / (time.perf_counter() - t)
+                    log(f"  index {domain}: embedded {done:,}/{len(texts):,} chunks ({rate:,.0f}/s, "
+                        f"ETA {(len(texts) - done) / rate:,.0f} s)")
+                    last = time.perf_counter()
+            faiss.write_index(index, str(tmp / "dense.faiss"))
+            timings["dense_seconds"] = round(time.perf_counter() - t, 2)
+        timings["seconds"] = round(time.perf_counter() - t0, 2)
+        write_manifest(tmp, KIND, config={"chunking": chunking or {}, "token_pattern": TOKEN_PATTERN,
+                                          "rrf_k": RRF_K, "candidates": CANDIDATES},
+                       inputs=inputs or {}, metrics={"chunks": len(chunks), **timings}, domain=domain,
+                       embedding={"model": getattr(encoder, "name", None), "dim": getattr(encoder, "dim", None)}
+                       if encoder is not None else None,
+                       chunks_sha256=sha256_bytes("\n".join(f"{c['id']}\t{c['text']}" for c in chunks).encode()))
+    log(f"  index {domain}: {len(chunks):,} chunks in {timings['seconds']:.0f} s -> {out}")
+    return KnowledgeIndex.load(out, encoder=encoder)
+
+
+class KnowledgeIndex:
+    """A loaded index (see the module docstring). ``encoder``: the one that embedded the chunks (checked by name
+    against the manifest); None loads MiniLM when the index has a dense side and a query needs it."""
+
+    def __init__(self, path: Path, manifest: dict, chunks: list[dict], sparse, dense, encoder: Encoder | None):
+        self.path, self.manifest, self.chunks = path, manifest, chunks
+        self.domain = manifest.get("domain", path.name)
+        self._sparse, self._dense, self._encoder = sparse, dense, encoder
+        self.by_id = {c["id"]: i for i, c in enumerate(chunks)}
+
+    # --- loading ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, encoder: Encoder | None = None) -> KnowledgeIndex:
+        import bm25s
+        import faiss
+
+        path = Path(path)
+        if not (path / "manifest.json").is_file():
+            raise ArtifactError(f"{path}: not a knowledge index (no manifest.json); build it with zephyra index build")
+        manifest = read_manifest(path)
+        if manifest.get("kind") != KIND:
+            raise ArtifactError(f"{path}: a {manifest.get('kind')!r} artifact, not a knowledge index")
+        with open(path / "chunks.jsonl", encoding="utf-8") as f:
+            chunks = [json.loads(line) for line in f if line.strip()]
+        if not chunks:
+            raise ArtifactError(f"{path}: the index has no chunks")
+        sparse = bm25s.BM25.load(str(path / "sparse"), show_progress=False, verbosity=0)
+        dense = faiss.read_index(str(path / "dense.faiss")) if (path / "dense.faiss").is_file() else None
+        if dense is not None and dense.ntotal != len(chunks):
+            raise ArtifactError(f"{path}: dense.faiss holds {dense.ntotal} vectors for {len(chunks)} chunks")
+        want = (manifest.get("embedding") or {}).get("model")
+        if encoder is not None and want and getattr(encoder, "name", want) != want:
+            raise ArtifactError(f"{path}: embedded with {want}, not {encoder.name}")
+        return cls(path, manifest, chunks, sparse, dense, encoder)
+
+    @property
+    def has_dense(self) -> bool:
+        return self._dense is not None
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            from .embed import MiniLMEncoder
+
+            self._encoder = shared_encoder(MiniLMEncoder)
+        return self._encoder
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    # --- search ----------------------------------------------------------------------------------------------
+
+    def embed(self, queries: list[str]) -> np.ndarray:
+        return np.ascontiguousarray(self.encoder(queries), dtype=np.float32)
+
+    def search(self, queries: Sequence[str], k: int = 3, mode: str = "hybrid",
+               query_vectors: np.ndarray | None = None, cosine: bool = True) -> list[list[Hit]]:
+        """The top ``k`` chunks for each query. ``query_vectors``: the queries' embeddings when the caller has
+        them already (the router's MiniLM features are the same vectors). ``cosine`` False in sparse mode: no
+        query is embedded and ``score`` is the BM25 score (building training documents needs only the ranking)."""
+        if mode not in MODES:
+            raise ConfigError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        queries = list(queries)
+        if not queries:
+            return []
+        if mode != "sparse" and not self.has_dense:
+            raise ArtifactError(f"{self.path}: built without a dense side; use mode sparse")
+        n = min(len(self.chunks), max(k, CANDIDATES))
+        vecs = None
+        if self.has_dense and (cosine or mode != "sparse"):
+            vecs = query_vectors if query_vectors is not None else self.embed(queries)
+        ranked: list[list[tuple[int, float]]] = []
+        if mode == "dense":
+            scores, ids = self._dense.search(vecs, min(k, len(self.chunks)))
+            ranked = [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(ids, scores)]
+        else:
+            sparse = self._sparse_search(queries, n)
+            if mode == "sparse":
+                ranked = [r[:k] for r in sparse]
+            else:
+                _, d_ids = self._dense.search(vecs, n)
+                for q, row in enumerate(sparse):
+                    fused: dict[int, float] = {}
+                    for rank, (i, _) in enumerate(row):
+                        fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
+                    for rank, i in enumerate(d_ids[q]):
+                        if i >= 0:
+                            fused[int(i)] = fused.get(int(i), 0.0) + 1.0 / (RRF_K + rank + 1)
+                    ranked.append(sorted(fused.items(), key=lambda kv: -kv[1])[:k])
+        return [[self._hit(i, s, vecs[q] if vecs is not None else None, mode) for i, s in row]
+                for q, row in enumerate(ranked)]
+
+    def _sparse_search(self, queries: list[str], n: int) -> list[list[tuple[int, float]]]:
+        tokens = _tokenize(queries)
+        ids, scores = self._sparse.retrieve(tokens, k=n, show_progress=False, n_threads=1)
+        out = []
+        for row_i, row_s in zip(ids, scores):
+            out.append([(int(i), float(s)) for i, s in zip(row_i, row_s) if s > 0])
+        return out
+
+    def _hit(self, i: int, rank_score: float, qvec: np.ndarray | None, mode: str) -> Hit:
+        c = self.chunks[i]
+        if mode == "dense" or qvec is None:  # no dense side: the BM25 score stands in
+            cos = rank_score
+        else:
+            cos = float(self._dense.reconstruct(i) @ qvec)
+        return Hit(c["id"], c["text"], cos, rank_score, c.get("domain", self.domain), c.get("doc_id", ""),
+                   c.get("source", ""))
+
+    def info(self) -> dict:
+        m = self.manifest
+        return {"domain": self.domain, "chunks": len(self), "dense": self.has_dense,
+                "embedding": (m.get("embedding") or {}).get("model"), "path": str(self.path)}
+
+
+_ENCODERS: dict = {}
+
+
+def shared_encoder(factory):
+    """One encoder per process for every index (MiniLM weighs 90 MB and loads in a second)."""
+    if factory not in _ENCODERS:
+        _ENCODERS[factory] = factory(truncation_side="right", max_seq_length=128, warn_long=False)
+    return _ENCODERS[factory]
+
+
+def open_indexes(root: str | os.PathLike, domains: Sequence[str] | None = None,
+                 encoder: Encoder | None = None) -> dict[str, KnowledgeIndex]:
+    """Every knowledge index under ``root`` (one directory per domain), or those of ``domains``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ArtifactError(f"{root}: no knowledge indexes here (build them with zephyra index build)")
+    dirs = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file())
+    if domains is not None:
+        missing = [d for d in domains if not (root / d / "manifest.json").is_file()]
+        if missing:
+            raise ArtifactError(f"{root}: no index for {', '.join(missing)}")
+        dirs = [root / d for d in domains]
+    out = {}
+    for d in dirs:
+        idx = KnowledgeIndex.load(d, encoder=encoder)
+        out[idx.domain] = idx
+    return out
+
+
+def hits_json(hits: Sequence[Hit]) -> list[dict]:
+    return [h.public() for h in hits]
+
+
+__all__ = ["CANDIDATES", "MODES", "Hit", "KnowledgeIndex", "build_index", "hits_json", "open_indexes"]
