@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything Zephyra Resolve needs on a fresh Debian machine, idempotently:
-#   - the Debian packages the data sources read (and tcmalloc, which speeds training on small models);
+#   - the Debian packages the data sources read, Apertium for back-translation (and tcmalloc, which speeds
+#     training on small models);
 #   - a virtual environment in .venv with torch==2.13.0 first (the CPU wheel; a looser pin can pull a
 #     multi-GB CUDA build), then every other package at the exact version requirements.lock pins (what CI
 #     tested; --no-deps: the lock is complete), then this package itself, editable.
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   wordnet-base dict-gcide dict-foldoc dict-jargon dict-elements dict-devil bible-kjv bible-kjv-text miscfiles
   python3.11-doc
+  apertium apertium-en-es  # English<->Spanish back-translation of training prompts (zephyra.data.augment)
   libtcmalloc-minimal4
 )
 missing=()

@@ -114,17 +114,29 @@ def add_noise(text: str, rate: float, rng: random.Random) -> str:
     return " ".join(out)
 
 
-def apertium_missing() -> str:
-    """Why back-translation cannot run here ("" when it can)."""
+# Apertium's English-Spanish modes: "en-es"/"es-en" in older packages, "eng-spa"/"spa-eng" in apertium-eng-spa
+# (Debian 12's apertium-en-es is a transitional package that installs it)
+_MODE_PAIRS = (("en-es", "es-en"), ("eng-spa", "spa-eng"))
+
+
+def _apertium_modes() -> tuple[str, str] | str:
+    """The installed (to Spanish, to English) mode pair, or why there is none."""
     if shutil.which("apertium") is None:
-        return "apertium is not installed (apt-get install apertium-en-es)"
+        return "apertium is not installed (apt-get install apertium apertium-en-es)"
     try:
         modes = subprocess.run(["apertium", "-l"], capture_output=True, text=True, timeout=30).stdout.split()
     except (OSError, subprocess.SubprocessError) as e:
         return f"apertium does not run: {e}"
-    if "en-es" not in modes or "es-en" not in modes:
-        return "apertium has no en-es/es-en modes (apt-get install apertium-en-es)"
-    return ""
+    for pair in _MODE_PAIRS:
+        if all(m in modes for m in pair):
+            return pair
+    return "apertium has no English-Spanish modes (apt-get install apertium-en-es)"
+
+
+def apertium_missing() -> str:
+    """Why back-translation cannot run here ("" when it can)."""
+    modes = _apertium_modes()
+    return modes if isinstance(modes, str) else ""
 
 
 def _apertium(mode: str, lines: list[str]) -> list[str]:
@@ -137,9 +149,19 @@ def _apertium(mode: str, lines: list[str]) -> list[str]:
     return out
 
 
+def translate_to_spanish(texts: list[str]) -> list[str]:
+    modes = _apertium_modes()
+    if isinstance(modes, str):
+        raise RuntimeError(modes)
+    return _apertium(modes[0], [" ".join(t.split()) for t in texts])
+
+
 def back_translate(texts: list[str]) -> list[str]:
-    flat = [" ".join(t.split()) for t in texts]
-    return _apertium("es-en", _apertium("en-es", flat))
+    """English -> Spanish -> English through Apertium (needs it installed: ``apertium_missing()`` says)."""
+    modes = _apertium_modes()
+    if isinstance(modes, str):
+        raise RuntimeError(modes)
+    return _apertium(modes[1], _apertium(modes[0], [" ".join(t.split()) for t in texts]))
 
 
 # --- records -------------------------------------------------------------------------------------------------

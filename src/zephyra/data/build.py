@@ -28,7 +28,7 @@ from .curate import curate, merge_stats, tidy
 from .ngrams import NgramIndex, decontaminate
 from .phase1 import build_phase1
 from .records import DOMAINS, GENERAL, SourceMissing, split_of, stable_unit
-from .router import build_router
+from .router import build_router, domain_pools
 from .sources import SOURCE_NAMES, get_source
 from .store import save_splits
 
@@ -70,7 +70,7 @@ class _Run:
         self.datasets: dict[str, dict] = {}
         self.ngrams = NgramIndex(cfg.decontaminate_ngram)
         self.test_questions: set[str] = set()
-        self.entities: dict[str, dict[str, list[str]]] = {}
+        self.pools: dict[str, dict[str, dict[str, list[str]]]] = {}  # router entities: label -> pool -> split
 
     def stage(self, name: str, started: float) -> None:
         self.timings[name] = round(time.time() - started, 2)
@@ -171,8 +171,7 @@ def _save_domain(run: _Run, root: Path, prep: dict) -> None:
         qa[s] = [q for q in qa[s] if q["question"].casefold() not in test_qs]
         overlap += before - len(qa[s])
     aug_stats = _augment_domain(run, raw, qa, test_qs)
-    run.entities[domain] = {s: [q["entity"] for q in qa[s] if q.get("entity") and
-                                "augmented" not in q] for s in SPLITS}
+    run.pools[domain] = domain_pools(domain, qa, raw)
     common = run.manifest_common(prep["sources"])
     base = Path(root) / "domains" / domain
     run.datasets[f"domains/{domain}/raw"] = save_splits(
@@ -260,8 +259,8 @@ def _base_entities(run: _Run) -> dict[str, list[str]]:
 
 def _build_router(run: _Run, root: Path) -> None:
     t = time.time()
-    entities = {**run.entities, "base": _base_entities(run)}
-    splits, info = build_router(entities, run.cfg.router, seed=run.cfg.seed, forbidden=run.test_questions)
+    pools = {**run.pools, "base": {"x": _base_entities(run)}}
+    splits, info = build_router(pools, run.cfg.router, seed=run.cfg.seed, forbidden=run.test_questions)
     run.datasets["router"] = save_splits(root / "router", "router", splits, name="router", metrics=info,
                                          parents=[f"domains/{d}/qa" for d in DOMAINS],
                                          **run.manifest_common(sorted(run.lineage)))

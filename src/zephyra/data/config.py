@@ -123,8 +123,19 @@ class Phase1Config:
 
 @dataclass
 class RouterConfig:
-    train_per_label: int = 1500
+    """Sizes of the router data (``zephyra.data.router``) and its synthetic share."""
+    train_per_label: int = 2000
     eval_per_label: int = 250  # for validation and for test, each
+    base_factor: float = 1.5  # base gets this many times the prompts of a domain (it is many kinds of prompt)
+    casual_fraction: float = 0.15  # share of templated prompts typed casually: lower case, no final "?"
+    # share of training prompts given an Apertium back-translated copy (en -> es -> en); 0.3 measured better on
+    # held-out families than 0 (docs/results.md, "Router generalisation"); skipped, and counted, without Apertium
+    backtranslate_fraction: float = 0.3
+
+    def __post_init__(self):
+        _check_fraction(self, "casual_fraction", "backtranslate_fraction")
+        if self.train_per_label < 1 or self.eval_per_label < 1 or self.base_factor <= 0:
+            raise ConfigError("router: train_per_label, eval_per_label and base_factor must be positive")
 
 
 @dataclass
