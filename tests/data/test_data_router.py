@@ -46,6 +46,15 @@ def test_every_kind_has_a_train_validation_and_test_family_and_names_are_unique(
             assert splits[-1] == "test" and splits[-2] == "validation" and set(splits[:-2]) == {"train"}
 
 
+def test_a_family_given_twice_in_the_yaml_is_refused(tmp_path):
+    from zephyra.data.router_phrasings import _load
+
+    bad = tmp_path / "p.yaml"
+    bad.write_text('kinds:\n  base:\n    word:\n      a: ["x"]\n      a: ["y"]\n      b: []\nslots: {}\n')
+    with pytest.raises(Exception, match="given twice: a"):
+        _load(bad)
+
+
 def test_every_slot_can_be_filled():
     for label, kinds in KINDS.items():
         for fams in kinds.values():
