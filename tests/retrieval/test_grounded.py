@@ -99,6 +99,8 @@ def test_a_grounded_adapter_answers_with_its_sources_and_falls_back_when_none_is
                                          max_new_tokens=4)
         assert peru.adapter == "geography" and peru.sources[0]["id"] == "country:PE" and peru.note is None
         assert set(peru.sources[0]) == {"id", "text", "score"}
+        assert peru.text == f"{peru.sources[0]['text']} [1]" and peru.cited == ["country:PE"]  # quoted, cited
+        assert peru.generated is not None  # the adapter's own words, kept beside the quote
         assert nothing.adapter == "base" and nothing.sources == [] and "no relevant source" in nothing.note
         (closed,) = system.resolve(["What is the capital of Peru?"], adapter="geography", max_new_tokens=4,
                                    retrieval=False)
@@ -107,6 +109,12 @@ def test_a_grounded_adapter_answers_with_its_sources_and_falls_back_when_none_is
         assert other.sources == [] and other.note is None  # a closed-book adapter: nothing retrieved
         ((req, _),) = system.ground([Request("What is the capital of Peru?", adapter="geography")])
         assert req.messages[0]["role"] == "system" and req.messages[0]["content"].startswith("Sources:\n[1] ")
+    finally:
+        system.close()
+    system = _system(grounded_system, answer="generate")
+    try:
+        (own,) = system.resolve(["What is the capital of Peru?"], adapter="geography", max_new_tokens=4)
+        assert own.text == own.generated and own.sources  # its own words, its sources still reported
     finally:
         system.close()
 

@@ -53,7 +53,7 @@ class Grounding:
         if self.answer_mode == "generate":
             return generated.strip(), self.cited_sources(generated)
         n = (cited(generated, len(self.passages)) or [1])[0] if self.answer_mode == "cited" else 1
-        return f"{self.passages[n - 1]} [{n}]", [self.sources[n - 1]["id"]]
+        return f"{self.sources[n - 1]['text']} [{n}]", [self.sources[n - 1]["id"]]  # the whole entry
 
 
 def adapter_grounding(adapter_dir: str | os.PathLike) -> dict | None:
