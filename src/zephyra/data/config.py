@@ -128,8 +128,9 @@ class RouterConfig:
     eval_per_label: int = 250  # for validation and for test, each
     base_factor: float = 1.5  # base gets this many times the prompts of a domain (it is many kinds of prompt)
     casual_fraction: float = 0.15  # share of templated prompts typed casually: lower case, no final "?"
-    # share of training prompts given an Apertium back-translated copy (en -> es -> en); 0.3 measured better on
-    # held-out families than 0 (docs/results.md, "Router generalisation"); skipped, and counted, without Apertium
+    # share of training prompts given an Apertium back-translated copy (en -> es -> en); 0.3 measured a little
+    # better on held-out families than 0 (docs/results.md, "Router generalisation"); skipped, and counted, without
+    # Apertium
     backtranslate_fraction: float = 0.3
 
     def __post_init__(self):
