@@ -1,11 +1,13 @@
 """tiny ada: the router that sends each prompt to the adapter of its domain, or to ``base`` when none fits.
 
-Three routers behind one interface (``route(prompts) -> list[RouteDecision]``), calibrated alike (temperature
+Four routers behind one interface (``route(prompts) -> list[RouteDecision]``), calibrated alike (temperature
 scaling, then an abstention threshold fitted on validation):
 
 - ``InModelRouter``: the Zephyra model's own router head on the trunk's pooled prompt states (inmodel.py);
 - ``ExternalRouter``: all-MiniLM-L6-v2 embeddings and logistic regression, the external baseline (external.py);
-- ``ArrowRouter``: data-free, from the LoRA adapters' own weights (arrow.py).
+- ``ArrowRouter``: data-free, from the LoRA adapters' own weights (arrow.py);
+- ``LikelihoodRouter``: which adapter's branch explains the prompt best, the trunk run once and every branch in
+  one batch (likelihood.py).
 
     router = open_router("runs/router/inmodel", "runs/base")
     [d.to_json() for d in router.route(["What is a compiler?", "hello"])]
@@ -28,5 +30,7 @@ __getattr__, __dir__, __all__ = exports(__name__, {
     "evaluate": ["RouterEvaluation", "evaluate_router", "markdown_table", "reliability_diagram", "write_report"],
     "external": ["ExternalRouter", "ExternalTrainConfig", "MiniLMEncoder", "train_external_router"],
     "inmodel": ["InModelRouter", "InModelTrainConfig", "RouterHead", "labels_of", "train_inmodel_router"],
+    "likelihood": ["BranchScorer", "LikelihoodRouter", "LikelihoodTrainConfig", "prefill_cost",
+                   "train_likelihood_router"],
     "metrics": ["abstention_recall", "accuracy", "confusion", "macro_f1", "route_metrics"],
 })

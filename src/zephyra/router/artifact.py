@@ -24,7 +24,7 @@ from .decision import RouterArtifactError
 
 ROUTER_JSON = "router.json"
 WEIGHTS = "router.safetensors"
-KINDS = ("inmodel", "external", "arrow")
+KINDS = ("inmodel", "external", "arrow", "likelihood")
 
 
 def router_base_fingerprint(model) -> BaseFingerprint:
@@ -85,8 +85,9 @@ def router_kind(path: str | os.PathLike) -> str:
 
 
 def load_router(path: str | os.PathLike, model=None, tokenizer=None, **options):
-    """Any saved router. ``inmodel`` and ``arrow`` routers need the base ``model`` (and its ``tokenizer``) they
-    were fitted on; ``external`` needs neither (``options`` go to its loader, e.g. ``encoder=``)."""
+    """Any saved router. ``inmodel``, ``arrow`` and ``likelihood`` routers need the base ``model`` (and its
+    ``tokenizer``) they were fitted on (``likelihood`` also its adapters: the paths it recorded, or
+    ``adapters=``); ``external`` needs neither (``options`` go to its loader, e.g. ``encoder=``)."""
     kind = router_kind(path)
     if kind == "external":
         from .external import ExternalRouter
@@ -98,6 +99,9 @@ def load_router(path: str | os.PathLike, model=None, tokenizer=None, **options):
     if kind == "inmodel":
         from .inmodel import InModelRouter
         return InModelRouter.load(path, model, tokenizer, **options)
+    if kind == "likelihood":
+        from .likelihood import LikelihoodRouter
+        return LikelihoodRouter.load(path, model, tokenizer, **options)
     from .arrow import ArrowRouter
     return ArrowRouter.load(path, model, tokenizer, **options)
 

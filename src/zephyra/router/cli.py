@@ -3,6 +3,7 @@
     zephyra router train --kind inmodel --model runs/base --data runs/data/router --out runs/router/inmodel
     zephyra router train --kind external --data runs/data/router --out runs/router/minilm
     zephyra router train --kind arrow --model runs/base --adapters runs/adapters --data runs/data/router
+    zephyra router train --kind likelihood --model runs/base --adapters runs/adapters --data runs/data/router
     zephyra router eval --router runs/router/inmodel --router runs/router/minilm --model runs/base
     zephyra router bench --model runs/base --router runs/router/inmodel --router runs/router/minilm
 
@@ -22,25 +23,26 @@ from ..errors import ConfigError
 
 app = clikit.app("tiny ada: train, evaluate and benchmark the prompt router.")
 
-KINDS = ("inmodel", "external", "arrow")
+KINDS = ("inmodel", "external", "arrow", "likelihood")
 DATA = Path("runs/data/router")
 
 
 @app.command()
 def train(
-    kind: Annotated[str, typer.Option(help="inmodel | external | arrow")] = "inmodel",
+    kind: Annotated[str, typer.Option(help="inmodel | external | arrow | likelihood")] = "inmodel",
     data: Annotated[Path, typer.Option(help="router DatasetDict (train/validation splits)")] = DATA,
     out: Annotated[Path | None, typer.Option(help="router directory to write (default runs/router/KIND)")] = None,
-    model: Annotated[Path | None, typer.Option(help="base model directory (inmodel, arrow)")] = None,
+    model: Annotated[Path | None, typer.Option(help="base model directory (inmodel, arrow, likelihood)")] = None,
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizer directory (default: the model's)")] = None,
     adapters: Annotated[Path | None, typer.Option(help="directory of saved adapters: the router's labels are "
-                                                       "they and base (inmodel, external); Arrow's prototypes")
+                                                       "they and base (inmodel, external); Arrow's prototypes; "
+                                                       "what the likelihood router scores under")
                         ] = None,
     threshold_strategy: Annotated[str | None, typer.Option(help="accuracy | recall (default accuracy)")] = None,
     target_recall: Annotated[float | None, typer.Option(help="abstention recall the 'recall' strategy meets "
                                                              "(default 0.9)")] = None,
     prompt_format: Annotated[str | None, typer.Option(help="chat | raw: how prompts are encoded (inmodel, arrow; "
-                                                           "default chat)")] = None,
+                                                           "default chat; likelihood: both unless given)")] = None,
     pooling: Annotated[str | None, typer.Option(help="inmodel: mean | last; arrow: mean | token (default mean)")
                        ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML of the kind's training settings (InModelTrainConfig, "
@@ -71,7 +73,7 @@ def evaluate(
     router: Annotated[list[Path], typer.Option("--router", help="router directory (repeatable)")],
     data: Annotated[Path, typer.Option(help="router DatasetDict")] = DATA,
     split: Annotated[str, typer.Option(help="split to evaluate on")] = "test",
-    model: Annotated[Path | None, typer.Option(help="base model directory (inmodel, arrow)")] = None,
+    model: Annotated[Path | None, typer.Option(help="base model directory (inmodel, arrow, likelihood)")] = None,
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizer directory (default: the model's)")] = None,
     out: Annotated[Path, typer.Option(help="report directory")] = Path("runs/reports/router"),
 ) -> None:

@@ -21,10 +21,12 @@ def train_config(kind: str, config: str | os.PathLike | None = None, overrides: 
     from .arrow import ArrowConfig
     from .external import ExternalTrainConfig
     from .inmodel import InModelTrainConfig
+    from .likelihood import LikelihoodTrainConfig
 
-    cls = {"inmodel": InModelTrainConfig, "external": ExternalTrainConfig, "arrow": ArrowConfig}.get(kind)
+    cls = {"inmodel": InModelTrainConfig, "external": ExternalTrainConfig, "arrow": ArrowConfig,
+           "likelihood": LikelihoodTrainConfig}.get(kind)
     if cls is None:
-        raise ConfigError(f"unknown router kind {kind!r}; known: inmodel, external, arrow")
+        raise ConfigError(f"unknown router kind {kind!r}; known: inmodel, external, arrow, likelihood")
     tree = read_yaml(config) if config is not None else {}
     names = {f.name for f in dataclasses.fields(cls)}
     for key, value in fields.items():
@@ -32,6 +34,8 @@ def train_config(kind: str, config: str | os.PathLike | None = None, overrides: 
             continue
         if key in ("threshold_strategy", "target_recall"):
             tree.setdefault("calibration", {})[key] = value
+        elif key == "prompt_format" and "prompt_formats" in names:  # the likelihood router takes a list
+            tree["prompt_formats"] = [value]
         elif key in names:
             tree[key] = value
     return from_dict(cls, apply_overrides(tree, list(overrides or [])))
@@ -45,7 +49,8 @@ def fit_router(kind: str, data, model=None, tokenizer=None, adapters=None, thres
 
     With ``adapters`` (a directory of them), an in-model or external router's labels are that adapter set and
     "base" (``for_labels``): the router data is narrowed or widened to it, so adding an adapter means retraining
-    the router alone. Arrow reads the adapters' own weights instead."""
+    the router alone. Arrow reads the adapters' own weights instead; a likelihood router scores the prompts
+    under them (it needs them)."""
     from ..adapters import scan_adapters
     from .data import for_labels, load_router_data
 
@@ -69,7 +74,10 @@ def fit_router(kind: str, data, model=None, tokenizer=None, adapters=None, thres
         from .inmodel import train_inmodel_router
         return train_inmodel_router(base, tok, splits["train"], splits["validation"], cfg)
     if adapters is None:
-        raise ConfigError("an arrow router needs the adapters: pass --adapters DIR")
+        raise ConfigError(f"a {kind} router needs the adapters: pass --adapters DIR")
+    if kind == "likelihood":
+        from .likelihood import train_likelihood_router
+        return train_likelihood_router(base, tok, adapters, splits["train"], splits["validation"], cfg)
     from .arrow import build_arrow_router, find_adapters
     return build_arrow_router(base, tok, {k: str(v) for k, v in find_adapters(adapters).items()},
                               splits["validation"], cfg)
