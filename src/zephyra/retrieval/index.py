@@ -221,21 +221,24 @@ class KnowledgeIndex:
             self._titles = titles
         return self._titles
 
-    def named(self, query: str) -> list[int]:
-        """The chunks the query names: those whose title it says (longer titles first), and those holding a line it
-        quotes ("Who says \"To be, or not to be\"?"), at most 20."""
+    def named(self, query: str) -> dict[int, int]:
+        """The chunks the query names, each with the length in words of the name it was found by: those whose title
+        the query says, and those holding a line it quotes ("Who says \"To be, or not to be\"?"); at most 20, the
+        longest names first."""
         titles = self.titles()
-        found: list[int] = []
+        found: dict[int, int] = {}
         for groups in _QUOTED.findall(query):
             words = _norm(next((g for g in groups if g), ""))
             if len(words.split()) >= 3:
-                found += [i for i, t in enumerate(self._normed()) if words in t][:10]
-        for name in query_names(query):
+                for i in [i for i, t in enumerate(self._normed()) if words in t][:10]:
+                    found.setdefault(i, len(words.split()))
+        for name in query_names(query):  # longest first
             if name in titles:
-                found += [i for i in titles[name] if i not in found]
+                for i in titles[name]:
+                    found.setdefault(i, len(name.split()))
             if len(found) >= 20:
                 break
-        return found[:20]
+        return dict(sorted(found.items(), key=lambda kv: -kv[1])[:20])
 
     def _normed(self) -> list[str]:
         if getattr(self, "_normed_texts", None) is None:
@@ -327,7 +330,7 @@ class KnowledgeIndex:
                         if i >= 0:
                             fused[int(i)] = fused.get(int(i), 0.0) + 1.0 / (RRF_K + rank + 1)
                     ranked.append(sorted(fused.items(), key=lambda kv: -kv[1])[:k])
-        named = [self.named(q) for q in queries] if names else [[] for _ in queries]
+        named = [self.named(q) for q in queries] if names else [{} for _ in queries]
         ranked = [self._named_first(row, nm, k) for row, nm in zip(ranked, named)]
         if not self.has_dense and cosine and self._encoder_available():
             hits = self._with_cosines(queries, ranked)
@@ -336,21 +339,22 @@ class KnowledgeIndex:
                     for q, row in enumerate(ranked)]
         out = []
         for row, nm in zip(hits, named):
-            nm = set(nm)
             row = [replace(h, named=self.by_id[h.id] in nm) for h in row]
-            first = sorted((h for h in row if h.named), key=lambda h: -h.score) if cosine else \
-                [h for h in row if h.named]  # the named entries, the most similar first
+            # the named entries first: the longest name, then the most similar (with cosines) or the best ranked
+            first = sorted((h for h in row if h.named),
+                           key=lambda h: (-nm[self.by_id[h.id]], -h.score if cosine else 0.0))
             out.append((first + [h for h in row if not h.named])[:k])
         return out
 
     @staticmethod
-    def _named_first(row: list[tuple[int, float]], named: list[int], k: int) -> list[tuple[int, float]]:
-        """The chunks the query names first (in the ranking's order where it ranked them), then the ranking."""
+    def _named_first(row: list[tuple[int, float]], named: dict[int, int], k: int) -> list[tuple[int, float]]:
+        """The chunks the query names first (the longest name first, then in the ranking's order), then the
+        ranking."""
         if not named:
-            return row
+            return row[:k]
         rank = {i: r for r, (i, _) in enumerate(row)}
         scores = dict(row)
-        first = sorted(named, key=lambda i: (rank.get(i, len(row)), i))
+        first = sorted(named, key=lambda i: (-named[i], rank.get(i, len(row)), i))
         rest = [(i, s) for i, s in row if i not in set(named)]
         return [(i, scores.get(i, 0.0)) for i in first] + rest[:k]  # cut to k once the named are scored
 
