@@ -143,12 +143,15 @@ def test_compare_systems_oracle_row_is_the_forced_adapters(comparison, dirs):
 
 def test_compare_systems_scores_and_markdown(comparison):
     from zephyra.evaluation.metrics import squad_scores
-    from zephyra.evaluation.system import SYSTEMS, markdown
+    from zephyra.evaluation.system import SYSTEMS, answer_correct, markdown
 
     answers = comparison["answers"]
     for name in SYSTEMS:
         overall = comparison["systems"][name]["overall"]
-        assert set(overall) == {"f1", "exact_match", "rougeL", "n"} and overall["n"] == 18
+        assert set(overall) == {"f1", "exact_match", "rougeL", "accuracy", "n"} and overall["n"] == 18
+        refs = [(a["question"], a["answer"]) for a in answers]
+        assert overall["accuracy"] == pytest.approx(sum(answer_correct(a[name], q, r) for a, (q, r) in
+                                                        zip(answers, refs)) / 18)
         assert overall["f1"] == pytest.approx(squad_scores([a[name] for a in answers],
                                                            [a["answer"] for a in answers])["f1"])
         assert set(comparison["systems"][name]["by_domain"]) == set(DOMAINS)
@@ -156,7 +159,21 @@ def test_compare_systems_scores_and_markdown(comparison):
     md = markdown(comparison)
     for label in ("routed (top-1)", "oracle routing", "base model", "merged adapter (linear)", "routing accuracy"):
         assert label in md
+    assert "fused" in comparison["systems"] and "routed+rag" not in comparison["systems"]  # no grounded adapter
     json.dumps(comparison)  # serialisable as it stands
+
+
+def test_exact_answer_accuracy_wants_the_fact_the_question_does_not_say():
+    from zephyra.evaluation.system import answer_correct, answer_key
+
+    assert answer_key("What is the capital of France?", "The capital of France is Paris.") == {"paris"}
+    assert answer_correct("France: its capital is Paris. [1]", "What is the capital of France?",
+                          "The capital of France is Paris.")
+    assert not answer_correct("The capital of Solara is Badam.", "What is the capital of France?",
+                              "The capital of France is Paris.")
+    verse = "In the beginning God created the heaven and the earth."
+    assert answer_correct(f"Genesis 1:1 {verse}", "What does Genesis 1:1 say?", verse)
+    assert not answer_correct("Genesis 1:1 In the beginning.", "What does Genesis 1:1 say?", verse)
 
 
 def test_held_out_questions_are_capped_and_deterministic(dirs):

@@ -28,9 +28,9 @@ from ..errors import ArtifactError, DataError
 from ..resolve.defaults import DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
 
 SYSTEMS = ("routed", "oracle", "base", "merged")
-SYSTEMS_ORDER = ("routed", "routed+rag", "oracle", "oracle+rag", "base", "base+rag", "merged", "merged+rag")
+SYSTEMS_ORDER = ("routed", "routed+rag", "oracle", "oracle+rag", "base", "base+rag", "fused", "merged", "merged+rag")
 LABELS = {"routed": "routed (top-1)", "oracle": "oracle routing", "base": "base model", "merged": "merged adapter",
-          "routed+rag": "routed + retrieval", "oracle+rag": "oracle + retrieval",
+          "routed+rag": "routed + retrieval", "fused": "router-weighted fusion (top 2)", "oracle+rag": "oracle + retrieval",
           "base+rag": "base + retrieval (oracle domain's passages)",
           "merged+rag": "merged + retrieval (oracle domain's passages)"}
 
@@ -175,6 +175,7 @@ def compare_systems(base_dir: str | os.PathLike = DEFAULT_BASE, adapters_dir: st
     timed("oracle", lambda: per_domain(lambda d, idx: system.resolve([prompts[i] for i in idx], adapter=d,
                                                                       retrieval=False, **gen)))
     timed("base", lambda: system.resolve(prompts, adapter="base", **gen))
+    timed("fused", lambda: system.resolve(prompts, adapter="auto", mode="fused", retrieval=False, **gen))
     if open_book:
         timed("routed+rag", lambda: system.resolve(prompts, adapter="auto", mode="top1", **gen))
         timed("oracle+rag", lambda: per_domain(lambda d, idx: system.resolve([prompts[i] for i in idx], adapter=d,
