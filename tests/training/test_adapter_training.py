@@ -241,7 +241,9 @@ def test_the_shipped_recipe_mirrors_the_defaults():
     ("rank=0", "rank must be a positive integer"),
     ("batch_size=10", "batch_size (10) must be a multiple of micro_batch_size (16)"),
     ("qa_fraction=1.0", "qa_fraction must be in [0, 1)"),
-    ("general_fraction=0.8", "qa_fraction 0.25 + general_fraction 0.8 >= 1"),
+    ("general_fraction=0.8", "qa_fraction 0.25 + general_fraction 0.8 + grounded_fraction 0.0 >= 1"),
+    ("grounded_fraction=0.3", "grounded_fraction > 0 needs index_root"),
+    ("retrieval={top: 3}", "retrieval: unknown key(s) top"),
     ("lr=-1", "optim.lr and optim.muon_lr must be positive"),
 ])
 def test_bad_adapter_recipes_are_one_line_errors(override, message):
