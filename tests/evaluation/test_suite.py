@@ -295,3 +295,16 @@ def test_cli_bad_input_is_one_line(setup, tmp_path, case, expected):
     lines = res.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and expected in lines[-1], res.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_isolation_trade_off_reads_the_matrix(setup, tmp_path):
+    from zephyra.evaluation.isolation import markdown, plot, trade_off
+
+    base, data, _, dirs, _, _ = setup
+    res = trade_off(base, {"python@zero": str(dirs["python"]), "chemistry@trained": str(dirs["chemistry"])}, data,
+                    max_ppl_tokens=512)
+    zero, trained = res["variants"]["python@zero"], res["variants"]["chemistry@trained"]
+    assert zero["own_ratio"] == pytest.approx(1.0) and zero["within_10pct"] == len(zero["others"])  # zero init
+    assert trained["own_ratio"] < 1.0 and set(trained["others"]) == set(res["domains"]) - {"chemistry"}
+    assert trained["mean_other"] == pytest.approx(sum(trained["others"].values()) / len(trained["others"]))
+    assert "| chemistry@trained |" in markdown(res, "cmd") and plot(res, tmp_path / "p.png").stat().st_size > 0
