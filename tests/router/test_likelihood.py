@@ -95,6 +95,25 @@ def test_the_batched_pass_equals_a_forward_pass_per_adapter(system, tok):
     assert not torch.allclose(got[:, 1], got[:, 0])  # the adapters do change the likelihood
 
 
+def test_token_statistics(system, tok):
+    """The max, surprisal-weighted and rare-token ratios, against a plain loop over the token log-probabilities."""
+    base, root = system
+    scorer = BranchScorer(base, AdapterBank.from_dirs(base, {d: root / d for d in DOMAINS}))
+    encoded = [encode_prompt(tok, p, "raw") for p in ["What is benzene?", "Define Polonius, please, now.", "hi"]]
+    (_, ids, mask), = padded_batches(encoded, 8, 0)
+    stats = scorer.statistics(ids, mask, mask.bool())
+    logp, prompt = scorer.token_logprobs(ids, mask, mask.bool())
+    K = len(DOMAINS)
+    for b in range(ids.shape[0]):
+        lp = logp[:, prompt == b]  # (1 + K, tokens)
+        llr, surprise = lp[1:] - lp[:1], -lp[0]
+        rare = surprise.topk(max(1, lp.shape[1] // 4)).indices
+        want = torch.cat([lp.mean(1), llr.max(1).values, (llr * surprise).sum(1) / surprise.sum(),
+                          llr[:, rare].mean(1)])
+        torch.testing.assert_close(stats[b], want, atol=1e-5, rtol=1e-5)
+    assert stats.shape == (ids.shape[0], 1 + 4 * K)
+
+
 def test_scoring_leaves_the_model_and_the_runtime_layers_alone(system, tok):
     base, root = system
     model = copy.deepcopy(base)
@@ -145,7 +164,8 @@ def test_fit_on_validation_reports_out_of_fold_metrics(system, tok, splits):
     router, report = train_likelihood_router(base, tok, root, splits["train"], splits["validation"],
                                              LikelihoodTrainConfig(fit_on="validation", prompt_formats=["raw"]))
     assert report["validation_out_of_fold"] and report["n_fit"] == len(splits["validation"])
-    assert len(router.feature_names) == len(ROUTES)  # one format: base log-likelihood + one ratio per adapter
+    # one format: the base's log-likelihood, then four statistics of the ratio per adapter
+    assert len(router.feature_names) == 1 + 4 * len(DOMAINS)
 
 
 def test_each_adapter_prefers_its_own_domain(fitted, splits):

@@ -24,10 +24,9 @@ import numpy as np
 
 
 def _features(lp: dict, split: str, formats, head: bool) -> np.ndarray:
-    cols = []
-    for fmt in formats:
-        x = lp[f"{split}:{fmt}"]
-        cols += [x[:, :1], x[:, 1:] - x[:, :1]]
+    from ..router.likelihood import block_features
+
+    cols = [block_features(lp[f"{split}:{fmt}"]) for fmt in formats]
     if head:
         cols.append(lp[f"{split}:head"])
     return np.concatenate(cols, axis=1)
@@ -53,8 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--per-label", type=int, default=100, help="train prompts per label for a train-fitted variant")
     ap.add_argument("--cost-prompts", type=int, default=128, help="test prompts timed for the cost")
     ap.add_argument("--router", action="append", default=[], help="NAME=DIR of a saved router to compare")
-    ap.add_argument("--limit", type=int, default=0, help="at most this many prompts per label in every split "
-                                                         "(0: all; for a quick run)")
+    ap.add_argument("--limit", type=int, default=0, help="at most this many validation and test prompts "
+                                                         "per label (0: all; for a quick run)")
     args = ap.parse_args(argv)
 
     from ..adapters import scan_adapters
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     dirs = {n: str(p) for n, p in scan_adapters(args.adapters).items()}
     labels = ["base", *dirs]
     splits = for_labels(load_router_data(args.data), list(dirs), Path(args.data).parent)
-    splits = {k: per_label_sample(v, args.limit) for k, v in splits.items()}
+    splits.update({k: per_label_sample(splits[k], args.limit) for k in ("validation", "test")})
     fit = per_label_sample(splits["train"], args.per_label)
     log = lambda *a: print(*a, flush=True)  # noqa: E731
 
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         cache[f"{name}:head"] = head.logits(sp.prompts)
         for fmt in ("chat", "raw"):
             t0 = time.perf_counter()
-            cache[f"{name}:{fmt}"] = probe.branch_logprobs(sp.prompts, fmt)
+            cache[f"{name}:{fmt}"] = probe.branch_statistics(sp.prompts, fmt)
             timing[f"{name}:{fmt}"] = time.perf_counter() - t0
             log(f"features {name}/{fmt}: {len(sp)} prompts, {timing[f'{name}:{fmt}']:.0f} s")
     np.savez(out / "features.npz", **{k.replace(":", "__"): v for k, v in cache.items()})
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     # --- variants ---
     rows, best = [], None
     for fmt in ("chat", "raw"):  # no fitting at all: the highest ratio, base when none is above 0
-        x = cache[f"test:{fmt}"]
+        x = cache[f"test:{fmt}"][:, :n]
         from ..router.metrics import route_metrics
         m = route_metrics(list(ys["test"]), list(np.array(labels)[(x - x[:, :1]).argmax(1)]))
         rows.append({"variant": f"argmax of the ratios, {fmt}, no fit", "validation_accuracy": None, **m, "ece": None})
@@ -141,8 +140,9 @@ def main(argv: list[str] | None = None) -> dict:
     cost = {"likelihood": prefill_cost(router, prompts)}
     for fmts in (["chat"], ["raw"]):
         if fmts != cfg.prompt_formats:
-            r1 = LikelihoodRouter(model, tok, dirs, labels, np.zeros((n, n)), np.zeros(n), np.zeros(n), np.ones(n),
-                                  fmts)
+            nf = 1 + 4 * len(dirs)  # one format's features (likelihood.block_features)
+            r1 = LikelihoodRouter(model, tok, dirs, labels, np.zeros((n, nf)), np.zeros(n), np.zeros(nf),
+                                  np.ones(nf), fmts)
             cost["likelihood, " + fmts[0] + " only"] = prefill_cost(r1, prompts)
     others = {"inmodel (trunk head)": head}
     for spec in args.router:

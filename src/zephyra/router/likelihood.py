@@ -53,6 +53,14 @@ from .features import PROMPT_FORMATS, encode_prompts, pad_id_of, padded_batches
 from .metrics import route_metrics
 
 FIT_ON = ("train", "validation")
+STATS = ("llr", "llr_max", "llr_surprisal", "llr_rare")  # per adapter, against the base (BranchScorer.statistics)
+
+
+def block_features(stats: np.ndarray) -> np.ndarray:
+    """One format's features from ``BranchScorer.statistics`` (N, 1 + 4K): the base's mean log-likelihood, each
+    adapter's mean ratio to it, then the max, surprisal-weighted and rare-token ratios (N, 1 + 4K)."""
+    k = (stats.shape[1] - 1) // 4
+    return np.concatenate([stats[:, :1], stats[:, 1:1 + k] - stats[:, :1], stats[:, 1 + k:]], axis=1)
 
 
 @dataclass
@@ -152,9 +160,11 @@ class BranchScorer:
             lin.rows = self._rows[batch][path]
 
     @torch.no_grad()
-    def mean_logprobs(self, ids: torch.Tensor, mask: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
-        """(B, 1 + adapters): per branch, the mean log-probability of the tokens where ``scored`` (B, T) is True
-        (each predicted from the tokens before it; position 0 is never scored). Left padding, as generation pads."""
+    def token_logprobs(self, ids: torch.Tensor, mask: torch.Tensor, scored: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logp (R, N), prompt (N,)): every branch's log-probability of each scored token (``scored`` (B, T) True;
+        each token predicted from those before it; position 0 is never scored) and the prompt it belongs to.
+        Row r is branch r (0: the base). Left padding, as generation pads."""
         B, T = ids.shape
         R = 1 + len(self.names)
         m = self.model.model
@@ -172,16 +182,44 @@ class BranchScorer:
             finally:
                 for lin in self.linears.values():
                     lin.rows = None
-        sel = scored[:, 1:].repeat(R, 1)  # (R*B, T-1): prediction t -> token t+1
-        h = m.norm(x)[:, :-1][sel]  # (N, C) only the positions whose next token is scored
-        target = ids[:, 1:].repeat(R, 1)[sel]  # (N,)
-        row = torch.arange(R * B).unsqueeze(1).expand(-1, T - 1)[sel]
+        sel = scored[:, 1:]  # (B, T-1): prediction t -> token t+1
+        h = m.norm(x)[:, :-1][sel.repeat(R, 1)]  # (R*N, C) only the positions whose next token is scored
+        target = ids[:, 1:][sel].repeat(R)  # (R*N,)
         logp = torch.empty(len(target))
         for s in range(0, len(target), 4096):  # bounded memory: 4096 rows of the (rows, V) logits at a time
             lp = torch.log_softmax(self.model.lm_head(h[s:s + 4096]).float(), dim=-1)
             logp[s:s + 4096] = lp.gather(1, target[s:s + 4096, None]).squeeze(1)
-        total = torch.zeros(R * B).index_add_(0, row, logp)
-        return (total / sel.sum(1).clamp(min=1)).view(R, B).T  # (B, R)
+        prompt = torch.arange(B).unsqueeze(1).expand(-1, T - 1)[sel]
+        return logp.view(R, -1), prompt
+
+    def mean_logprobs(self, ids: torch.Tensor, mask: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+        """(B, 1 + adapters): per branch, the mean log-probability of the prompt's scored tokens."""
+        return self.statistics(ids, mask, scored)[:, : 1 + len(self.names)]
+
+    def statistics(self, ids: torch.Tensor, mask: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+        """(B, 1 + 4 * adapters): each branch's mean log-probability of the scored tokens (base first), then per
+        adapter its token log-likelihood ratios to the base: their maximum, their mean weighted by the base's
+        surprisal (rare words carry a domain, "What is the" does not) and their mean over the quarter of the
+        prompt's tokens the base finds most surprising (at least one)."""
+        logp, prompt = self.token_logprobs(ids, mask, scored)
+        B, R = ids.shape[0], logp.shape[0]
+        n = torch.zeros(B).index_add_(0, prompt, torch.ones(len(prompt))).clamp(min=1)
+        mean = torch.zeros(R, B).index_add_(1, prompt, logp) / n  # (R, B)
+        llr = logp[1:] - logp[:1]  # (K, N)
+        top = torch.full((R - 1, B), -torch.inf).scatter_reduce(1, prompt.expand(R - 1, -1), llr, "amax")
+        surprise = -logp[0]
+        w = torch.zeros(B).index_add_(0, prompt, surprise).clamp(min=1e-6)
+        weighted = torch.zeros(R - 1, B).index_add_(1, prompt, llr * surprise) / w
+        rare = torch.zeros(len(prompt), dtype=torch.bool)
+        for b in range(B):
+            idx = (prompt == b).nonzero().squeeze(1)
+            if len(idx):
+                k = max(1, len(idx) // 4)
+                rare[idx[surprise[idx].topk(k).indices]] = True
+        rare_mean = torch.zeros(R - 1, B).index_add_(1, prompt[rare], llr[:, rare])
+        rare_mean = rare_mean / torch.zeros(B).index_add_(0, prompt[rare], torch.ones(int(rare.sum()))).clamp(min=1)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        return torch.cat([mean, top, weighted, rare_mean]).T  # (B, R + 3K) = (B, 1 + 4K)
 
 
 def scored_span(tokenizer, fmt: str) -> tuple[int, int]:
@@ -229,7 +267,7 @@ class LikelihoodRouter:
     @property
     def feature_names(self) -> list[str]:
         names = [f"{kind}:{f}:{a}" for f in self.prompt_formats
-                 for kind, a in [("logp", BASE)] + [("llr", n) for n in self.scorer.names]]
+                 for kind, a in [("logp", BASE)] + [(k, n) for k in STATS for n in self.scorer.names]]
         return names + ([f"head:{label}" for label in self.head_labels] if self.head is not None else [])
 
     @property
@@ -237,13 +275,15 @@ class LikelihoodRouter:
         return list(self.head.labels) if self.head is not None else []
 
     # --- features ---
-    def branch_logprobs(self, prompts: Sequence[str], fmt: str) -> np.ndarray:
-        """(N, 1 + adapters) mean log-likelihood of each prompt's own tokens under the base's branch and each
-        adapter's (columns: ``self.scorer.branches``)."""
+    def branch_statistics(self, prompts: Sequence[str], fmt: str) -> np.ndarray:
+        """(N, 1 + 4 * adapters) ``BranchScorer.statistics`` of every prompt in format ``fmt``: the mean
+        log-likelihood of its own tokens under the base's branch and each adapter's (columns 0..K, base first),
+        then per adapter the maximum, surprisal-weighted and rare-token ratios to the base."""
         encoded = encode_prompts(self.tokenizer, check_prompts(prompts), self.max_length, fmt)
         pre, post = self.spans[fmt]
         prefix = encode_prompt(self.tokenizer, "a", fmt)[:pre]
-        out = torch.empty(len(encoded), 1 + len(self.scorer.names))
+        K = len(self.scorer.names)
+        out = torch.empty(len(encoded), 1 + 4 * K)
         for rows, ids, mask in padded_batches(encoded, self.batch_size, pad_id_of(self.tokenizer, unwrap(self.model))):
             scored = torch.zeros_like(mask, dtype=torch.bool)
             width = ids.shape[1]
@@ -251,15 +291,17 @@ class LikelihoodRouter:
                 n = len(encoded[i])
                 start = pre if encoded[i][:pre] == prefix else 1  # a prompt cut from the left lost its prefix
                 scored[r, width - n + start: width - post] = True
-            out[rows] = self.scorer.mean_logprobs(ids, mask, scored)
+            out[rows] = self.scorer.statistics(ids, mask, scored)
         return out.numpy().astype(np.float64)
+
+    def branch_logprobs(self, prompts: Sequence[str], fmt: str) -> np.ndarray:
+        """(N, 1 + adapters) mean log-likelihood of each prompt's own tokens under the base's branch and each
+        adapter's (columns: ``self.scorer.branches``)."""
+        return self.branch_statistics(prompts, fmt)[:, : 1 + len(self.scorer.names)]
 
     def features(self, prompts: Sequence[str]) -> np.ndarray:
         """(N, F) raw features in ``feature_names``' order."""
-        cols = []
-        for fmt in self.prompt_formats:
-            lp = self.branch_logprobs(prompts, fmt)
-            cols += [lp[:, :1], lp[:, 1:] - lp[:, :1]]  # base log-likelihood, then each adapter's ratio to it
+        cols = [block_features(self.branch_statistics(prompts, fmt)) for fmt in self.prompt_formats]
         if self.head is not None:
             cols.append(self.head.logits(prompts).astype(np.float64))
         return np.concatenate(cols, axis=1)
@@ -426,7 +468,7 @@ def train_likelihood_router(model, tokenizer, adapters: str | os.PathLike | dict
         head, head_report = train_inmodel_router(model, tokenizer, train, validation,
                                                  InModelTrainConfig(labels=labels, seed=cfg.seed))
         head_report.pop("config", None)
-    n_feat = len(cfg.prompt_formats) * len(labels) + (len(labels) if head is not None else 0)
+    n_feat = len(cfg.prompt_formats) * (1 + len(STATS) * len(dirs)) + (len(labels) if head is not None else 0)
     zeros = np.zeros(n_feat)
     router = LikelihoodRouter(model, tokenizer, dirs, labels, np.zeros((len(labels), n_feat)), np.zeros(len(labels)),
                               zeros, zeros + 1, cfg.prompt_formats, head, batch_size=cfg.batch_size,
