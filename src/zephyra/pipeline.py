@@ -170,8 +170,10 @@ def _demo(cfg: QuickstartConfig, console: Console) -> None:
     for r in system.resolve(ROUTED_PROMPTS, max_new_tokens=cfg.max_new_tokens):
         cites = set(r.cited)
         sources = "\n".join(f"{'*' if s['id'] in cites else ' '}{s['id'][:38]} {s['score']:.2f}" for s in r.sources)
-        table.add_row(r.prompt, r.adapter, f"{r.confidence:.2f}" if r.confidence is not None else "-",
-                      r.text.splitlines()[0] if r.text else "", sources or (r.note or "-"))
+        answer = r.text.splitlines()[0] if r.text else ""
+        answer = answer if len(answer) <= 140 else f"{answer[:120]}... {answer.rsplit(' ', 1)[-1]}"  # keeps "[n]"
+        table.add_row(r.prompt, r.adapter, f"{r.confidence:.2f}" if r.confidence is not None else "-", answer,
+                      sources or (r.note or "-"))
     console.print(table)
     system.close()
 
