@@ -102,6 +102,9 @@ def test_a_grounded_adapter_answers_with_its_sources_and_falls_back_when_none_is
         assert peru.text == f"{peru.sources[0]['text']} [1]" and peru.cited == ["country:PE"]  # quoted, cited
         assert peru.generated is not None  # the adapter's own words, kept beside the quote
         assert nothing.adapter == "base" and nothing.sources == [] and "no relevant source" in nothing.note
+        assert nothing.text.startswith("I do not know")
+        (unknown,) = system.resolve(["What is the capital of Solara?"], adapter="geography", max_new_tokens=2)
+        assert unknown.adapter == "base" and "solara" in unknown.text and "'solara'" in unknown.note
         (closed,) = system.resolve(["What is the capital of Peru?"], adapter="geography", max_new_tokens=4,
                                    retrieval=False)
         assert closed.sources == [] and "retrieval is off" in closed.note

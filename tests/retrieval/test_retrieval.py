@@ -204,3 +204,10 @@ def test_a_quoted_line_names_the_chunk_that_holds_it(tmp_path):
     idx = build_index(chunks, tmp_path / "s", domain="geography", encoder=BagEncoder(), log=lambda s: None)
     top = idx.search(['Who says "To be, or not to be"?'], k=1)[0][0]
     assert top.id == "speech:1" and top.named
+
+
+def test_a_question_about_a_name_no_passage_holds_is_uncovered(index):
+    hits = index.search(["What is the capital of Solara?"], k=2)[0]
+    assert index.uncovered("What is the capital of Solara?", hits) == ["solara"]
+    peru = index.search(["What is the capital of Peru?"], k=2)[0]
+    assert index.uncovered("What is the capital of Peru?", peru) == []

@@ -6,8 +6,9 @@ An adapter trained with retrieval says so in its manifest (``config.run.groundin
 how many passages, which mode, how long); its answers then come with ``sources``. Fallbacks, each stated in the
 answer's ``note``:
 
-- retrieval finds nothing relevant (the best passage's cosine is under the adapter's ``min_score``): the base
-  answers, without sources, rather than an adapter inventing a fact;
+- retrieval finds nothing relevant (a rare word of the question -- "Solara", "zorblat" -- is in no passage, or the
+  best passage's cosine is under the adapter's ``min_score`` and none is named): the answer says it does not know
+  (served by the base, without sources), rather than an adapter inventing a fact;
 - retrieval turned off (``--no-retrieval``) for an adapter trained with it: the adapter answers closed-book;
 - the passages do not fit the context with the question and ``max_tokens``: the last passages are dropped (none
   left: closed-book);
@@ -36,6 +37,7 @@ class Grounding:
     sources: list[dict] = field(default_factory=list)  # [{"id", "text", "score"}] in the prompt, as [1]..[k]
     note: str | None = None  # a fallback taken, in one line
     passages: list[str] = field(default_factory=list)  # the sources as the prompt shows them (focused)
+    abstain: str | None = None  # the answer when retrieval found nothing relevant: "I do not know ..."
     answer_mode: str = "quote"  # quote | cited | generate (GroundingConfig.answer)
 
     def cited_sources(self, answer: str) -> list[str]:
@@ -48,6 +50,8 @@ class Grounding:
         (none: the first); ``generate``: the generation itself. Quoting is the default because the quickstart's
         1M-parameter adapters neither copy a fact's words (3% exact answers on geography, generated) nor point at
         the right passage (30% cited vs 72% for retrieval's first): docs/results.md."""
+        if self.abstain is not None:
+            return self.abstain, []
         if not self.sources:
             return generated.strip(), []
         if self.answer_mode == "generate":
@@ -152,18 +156,23 @@ def ground(requests: Sequence[Request], *, router, retriever: Retriever | None, 
         cfg, index = retriever.config(name), retriever.index(name)
         questions = [_question(requests[i]) for i in idx]
         for i, q, hits in zip(idx, questions, index.search(questions, k=cfg.k, mode=cfg.mode)):
-            out[i] = _grounded(requests[i], name, routes.get(i), q, hits, cfg, tokenizer, context)
+            out[i] = _grounded(requests[i], name, routes.get(i), q, hits, cfg, tokenizer, context, index)
     return out
 
 
 def _grounded(request: Request, name: str, route: Route | None, question: str, hits, cfg: GroundingConfig,
-              tokenizer, context: int) -> tuple[Request, Grounding]:
+              tokenizer, context: int, index) -> tuple[Request, Grounding]:
     best = max((h.score for h in hits), default=float("-inf"))
-    if not hits or (best < cfg.min_score and not any(h.named for h in hits)):
-        note = (f"no relevant source in {name}'s index (best score {best:.2f} < {cfg.min_score:.2f}): "
-                "answered by the base")
+    missing = index.uncovered(question, hits) if hits else []
+    if not hits or missing or (best < cfg.min_score and not any(h.named for h in hits)):
+        why = (f"no source mentions {', '.join(repr(w) for w in missing[:3])}" if missing else
+               f"best score {best:.2f} < {cfg.min_score:.2f}")
+        note = f"no relevant source in {name}'s index ({why}): the base says it does not know"
         base_route = Route(BASE, route.confidence, route.scores, {}) if route is not None else Route(BASE)
-        return replace(request, adapter=BASE, route=base_route), Grounding(BASE, base_route, note=note)
+        about = f" about {', '.join(missing[:3])}" if missing else ""
+        abstain = f"I do not know: none of my {name} sources says anything{about}."
+        return (replace(request, adapter=BASE, route=base_route),
+                Grounding(BASE, base_route, note=note, abstain=abstain))
     passages = passages_for(question, [h.text for h in hits], cfg, tokenizer)
     budget = context - request.sampling.max_tokens
     note = None

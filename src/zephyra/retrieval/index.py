@@ -63,6 +63,15 @@ _STOP_TITLES = frozenset("a an the of in on at to is are was were be what who wh
                          "attribute class module object term slang chemistry computing geography bible "
                          "shakespeare verse play element country city capital".split())
 _QUERY_WORD = re.compile(r"[\w'.:\-]+", re.UNICODE)
+_WORDS = re.compile(r"\w+", re.UNICODE)
+# the words of asking, not of what is asked about: a question's rare word among these says nothing of its topic
+_ASKING = frozenset("quote quoted speak speaks spoke spoken line lines abbreviation abbreviations acronym stand "
+                    "stands stood define definition defined explain explanation describe description named called "
+                    "written write wrote chapter words symbol symbols return returns returned used uses using "
+                    "tell give show list whose please exactly briefly short simple simply kjv bible scripture "
+                    "testament shakespeare shakespeare's programming computer computing built builtin "
+                    "standard library documentation docs doc chemical chemically periodic table atomic "
+                    "located locate lies situated nation state famous known".split())
 _QUOTED = re.compile(r"[\"\u201c\u2018](.+?)[\"\u201d\u2019]|(?<![\w])'(.+?)'(?![\w])")
 
 
@@ -239,6 +248,28 @@ class KnowledgeIndex:
             if len(found) >= 20:
                 break
         return dict(sorted(found.items(), key=lambda kv: -kv[1])[:20])
+
+    def _df(self) -> dict[str, int]:
+        """word -> how many chunks hold it (counted on first use)."""
+        if getattr(self, "_dfs", None) is None:
+            from collections import Counter
+
+            df: Counter = Counter()
+            for c in self.chunks:
+                df.update(set(_WORDS.findall(c["text"].casefold())))
+            self._dfs = dict(df)
+        return self._dfs
+
+    def uncovered(self, query: str, hits: Sequence[Hit]) -> list[str]:
+        """The query's rare words (held by at most 0.5% of the chunks, or by none: a name the index does not know)
+        that none of ``hits`` holds, compared by their first five letters ("swallowed" ~ "swallow"). Not empty:
+        the passages are not about what was asked ("the capital of Solara"), whatever their similarity."""
+        df, limit = self._df(), max(5, int(0.005 * len(self.chunks)))
+        rare = [w for w in dict.fromkeys(_WORDS.findall(query.casefold()))
+                if w not in _STOP_TITLES and w not in _ASKING and (len(w) >= 3 or w.isdigit())
+                and df.get(w, 0) <= limit]
+        have = {w[:5] for h in hits for w in _WORDS.findall(h.text.casefold())}
+        return [w for w in rare if w[:5] not in have]
 
     def _normed(self) -> list[str]:
         if getattr(self, "_normed_texts", None) is None:
