@@ -64,6 +64,7 @@ _STOP_TITLES = frozenset("a an the of in on at to is are was were be what who wh
                          "shakespeare verse play element country city capital".split())
 _QUERY_WORD = re.compile(r"[\w'.:\-]+", re.UNICODE)
 _WORDS = re.compile(r"\w+", re.UNICODE)
+_NAMEISH = re.compile(r"(\w+)(\(\))?", re.UNICODE)
 # the words of asking, not of what is asked about: a question's rare word among these says nothing of its topic
 _ASKING = frozenset("quote quoted speak speaks spoke spoken line lines abbreviation abbreviations acronym stand "
                     "stands stood define definition defined explain explanation describe description named called "
@@ -261,13 +262,19 @@ class KnowledgeIndex:
         return self._dfs
 
     def uncovered(self, query: str, hits: Sequence[Hit]) -> list[str]:
-        """The query's rare words (held by at most 0.5% of the chunks, or by none: a name the index does not know)
-        that none of ``hits`` holds, compared by their first five letters ("swallowed" ~ "swallow"). Not empty:
-        the passages are not about what was asked ("the capital of Solara"), whatever their similarity."""
+        """The names in the query (a capitalised word past the first, an all-caps word, a number, an identifier
+        such as ``zorblat()`` or ``set_exception``) that are rare in the index (held by at most 0.5% of its chunks,
+        or by none) and that none of ``hits`` holds, compared by their first five letters. Not empty: the passages
+        are not about what was asked ("the capital of Solara"), whatever their similarity."""
         df, limit = self._df(), max(5, int(0.005 * len(self.chunks)))
-        rare = [w for w in dict.fromkeys(_WORDS.findall(query.casefold()))
-                if w not in _STOP_TITLES and w not in _ASKING and (len(w) >= 3 or w.isdigit())
-                and df.get(w, 0) <= limit]
+        names = []
+        for n, m in enumerate(_NAMEISH.finditer(query)):
+            w, call = m.group(1), m.group(2)
+            if (n > 0 and w[:1].isupper()) or (w.isupper() and len(w) > 1) or any(ch.isdigit() for ch in w) \
+                    or "_" in w or call:
+                names.append(w.casefold())
+        rare = [w for w in dict.fromkeys(names)
+                if w not in _STOP_TITLES and w not in _ASKING and df.get(w, 0) <= limit]
         have = {w[:5] for h in hits for w in _WORDS.findall(h.text.casefold())}
         return [w for w in rare if w[:5] not in have]
 
