@@ -94,6 +94,8 @@ def chunk_titles(chunk: dict) -> list[str]:
         if head and re.fullmatch(r"[A-Za-z_][\w.]*", head) and "#" not in cid:
             parts = head.split(".")
             out += [head] + ([".".join(parts[-2:])] if len(parts) > 2 else [])
+            if len(parts) > 1 and ("_" in parts[-1] or len(parts[-1]) >= 8):  # "set_exception": unambiguous enough
+                out.append(parts[-1])
     elif source == "shakespeare-cast" or cid.startswith("shakespeare-cast:"):
         m = re.match(r"In [^:]+: ([^,.]+)", text)
         if m:
