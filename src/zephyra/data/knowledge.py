@@ -227,10 +227,9 @@ def build_indexes(out: str | Path, domains: Iterable[str] = DOMAINS, *, dense: b
     {domain: manifest metrics}.
 
     Command: ``zephyra index build --out runs/index``."""
-    from ..io import sha256_bytes
     from ..manifest import read_manifest
     from ..retrieval.embed import MiniLMEncoder
-    from ..retrieval.index import build_index, shared_encoder
+    from ..retrieval.index import build_index, chunks_digest, shared_encoder
 
     out = Path(out)
     log(f"reading the sources of {', '.join(domains)} (every record) ...")
@@ -242,7 +241,7 @@ def build_indexes(out: str | Path, domains: Iterable[str] = DOMAINS, *, dense: b
             log(f"  index {domain}: no chunks (its sources are not installed), skipped")
             continue
         target = out / domain
-        digest = sha256_bytes("\n".join(f"{c['id']}\t{c['text']}" for c in cs).encode())
+        digest = chunks_digest(cs)
         want_dense = dense and (dense_max_chunks <= 0 or len(cs) <= dense_max_chunks)
         if not force and (target / "manifest.json").is_file():
             m = read_manifest(target)

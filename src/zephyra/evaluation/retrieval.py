@@ -23,13 +23,12 @@ KS = (1, 3, 10)
 
 
 def _questions(data_root: Path, domain: str, max_questions: int, seed: int) -> list[dict]:
-    from .suite import _test_split, sample_indices
+    from .system import held_out_questions
 
-    test = _test_split(data_root / "domains" / domain / "qa", ("question", "answer"))
-    if "doc_id" not in test.column_names:
+    qs = held_out_questions(data_root, [domain], max_questions, seed)
+    if "doc_id" not in qs[0]:
         raise DataError(f"{data_root}/domains/{domain}/qa has no doc_id column: rebuild the data (zephyra data build)")
-    rows = test.select(sample_indices(len(test), len(test) if max_questions <= 0 else max_questions, seed))
-    return [dict(r) for r in rows]
+    return qs
 
 
 def evaluate_retrieval(index_root: str | os.PathLike, data_root: str | os.PathLike, domains: list[str] | None = None,

@@ -37,16 +37,18 @@ LABELS = {"routed": "routed (top-1)", "oracle": "oracle routing", "base": "base 
 
 def held_out_questions(data_root: str | os.PathLike, domains: list[str], max_questions: int = 50,
                        seed: int = 0) -> list[dict]:
-    """[{domain, question, answer}]: each domain's QA test split (``<data_root>/domains/<d>/qa``), at most
-    ``max_questions`` per domain (0: all), drawn as ``zephyra eval adapters`` draws them (suite.py): with the
-    same seed and cap, the same questions."""
+    """[{domain, question, answer}] (and doc_id, the source entry, when the split has it): each domain's QA test
+    split (``<data_root>/domains/<d>/qa``), at most ``max_questions`` per domain (0: all), drawn as ``zephyra eval
+    adapters`` draws them (suite.py): with the same seed and cap, the same questions."""
     from .suite import _test_split, sample_indices
 
     out = []
     for d in domains:
         test = _test_split(Path(data_root) / "domains" / d / "qa", ("question", "answer"))
         rows = test.select(sample_indices(len(test), len(test) if max_questions <= 0 else max_questions, seed))
-        out += [{"domain": d, "question": q, "answer": a} for q, a in zip(rows["question"], rows["answer"])]
+        docs = rows["doc_id"] if "doc_id" in rows.column_names else [None] * len(rows)
+        out += [{"domain": d, "question": q, "answer": a, **({"doc_id": i} if i is not None else {})}
+                for q, a, i in zip(rows["question"], rows["answer"], docs)]
     if not out:
         raise DataError("no test questions in any domain")
     return out

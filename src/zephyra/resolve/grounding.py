@@ -36,7 +36,6 @@ class Grounding:
     route: Route | None  # the router's decision, when routed
     sources: list[dict] = field(default_factory=list)  # [{"id", "text", "score"}] in the prompt, as [1]..[k]
     note: str | None = None  # a fallback taken, in one line
-    passages: list[str] = field(default_factory=list)  # the sources as the prompt shows them (focused)
     abstain: str | None = None  # the answer when retrieval found nothing relevant: "I do not know ..."
     answer_mode: str = "quote"  # quote | cited | generate (GroundingConfig.answer)
 
@@ -56,7 +55,7 @@ class Grounding:
             return generated.strip(), []
         if self.answer_mode == "generate":
             return generated.strip(), self.cited_sources(generated)
-        n = (cited(generated, len(self.passages)) or [1])[0] if self.answer_mode == "cited" else 1
+        n = (cited(generated, len(self.sources)) or [1])[0] if self.answer_mode == "cited" else 1
         return f"{self.sources[n - 1]['text']} [{n}]", [self.sources[n - 1]["id"]]  # the whole entry
 
 
@@ -112,11 +111,6 @@ class Retriever:
                                     f"missing; build it (zephyra index build) or pass --no-retrieval")
             self._indexes[adapter] = KnowledgeIndex.load(path)
         return self._indexes[adapter]
-
-    def check(self) -> None:
-        """Load every grounded adapter's index now (a missing or empty one is a one-line error)."""
-        for name in self.grounded:
-            self.index(name)
 
 
 def _question(request: Request) -> str:
@@ -188,4 +182,4 @@ def _grounded(request: Request, name: str, route: Route | None, question: str, h
         return replace(request, adapter=name, route=route), g
     sources = [h.public() for h in hits[:len(passages)]]
     return (replace(request, messages=messages, adapter=name, route=route),
-            Grounding(name, route, sources=sources, note=note, passages=passages, answer_mode=cfg.answer))
+            Grounding(name, route, sources=sources, note=note, answer_mode=cfg.answer))

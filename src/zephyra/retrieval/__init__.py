@@ -12,6 +12,6 @@ from .._lazy import exports
 
 __getattr__, __dir__, __all__ = exports(__name__, {
     "embed": ["Encoder", "MiniLMEncoder", "TextTruncatedWarning"],
-    "index": ["Hit", "KnowledgeIndex", "MODES", "build_index", "hits_json", "open_indexes", "shared_encoder"],
+    "index": ["Hit", "KnowledgeIndex", "MODES", "build_index", "chunks_digest", "open_indexes", "shared_encoder"],
     "grounding": ["GroundingConfig", "focus", "passages_for", "cited"],
 })

@@ -151,6 +151,12 @@ def _tokenize(texts: list[str]):
     return bm25s.tokenize(texts, lower=True, token_pattern=TOKEN_PATTERN, stopwords=None, show_progress=False)
 
 
+def chunks_digest(chunks: Sequence[dict]) -> str:
+    """The hash of a chunk list (ids and texts) that the manifest records: an index built from the same chunks is
+    up to date, and grounded training caches key on it."""
+    return sha256_bytes("\n".join(f"{c['id']}\t{c['text']}" for c in chunks).encode())
+
+
 def _check_chunks(chunks: Sequence[dict], domain: str) -> None:
     if not chunks:
         raise DataError(f"index {domain!r}: no chunks to index (is the domain's source installed? "
@@ -207,7 +213,7 @@ def build_index(chunks: Sequence[dict], out: str | os.PathLike, *, domain: str, 
                        inputs=inputs or {}, metrics={"chunks": len(chunks), **timings}, domain=domain,
                        embedding={"model": getattr(encoder, "name", None), "dim": getattr(encoder, "dim", None),
                                   "dense": dense} if encoder is not None else None,
-                       chunks_sha256=sha256_bytes("\n".join(f"{c['id']}\t{c['text']}" for c in chunks).encode()))
+                       chunks_sha256=chunks_digest(chunks))
     log(f"  index {domain}: {len(chunks):,} chunks in {timings['seconds']:.0f} s -> {out}")
     return KnowledgeIndex.load(out, encoder=encoder)
 
@@ -411,13 +417,8 @@ class KnowledgeIndex:
         qv, hv = vecs[: len(queries)], vecs[len(queries):]
         out, j = [], 0
         for q, row in enumerate(ranked):
-            hits = []
-            for i, s in row:
-                c = self.chunks[i]
-                hits.append(Hit(c["id"], c["text"], float(hv[j] @ qv[q]), s, c.get("domain", self.domain),
-                                c.get("doc_id", ""), c.get("source", "")))
-                j += 1
-            out.append(hits)
+            out.append([self._make_hit(i, float(hv[j + n] @ qv[q]), s) for n, (i, s) in enumerate(row)])
+            j += len(row)
         return out
 
     def _sparse_search(self, queries: list[str], n: int) -> list[list[tuple[int, float]]]:
@@ -429,11 +430,12 @@ class KnowledgeIndex:
         return out
 
     def _hit(self, i: int, rank_score: float, qvec: np.ndarray | None, mode: str) -> Hit:
-        c = self.chunks[i]
         if mode == "dense" or qvec is None:  # no dense side: the BM25 score stands in
-            cos = rank_score
-        else:
-            cos = float(self._dense.reconstruct(i) @ qvec)
+            return self._make_hit(i, rank_score, rank_score)
+        return self._make_hit(i, float(self._dense.reconstruct(i) @ qvec), rank_score)
+
+    def _make_hit(self, i: int, cos: float, rank_score: float) -> Hit:
+        c = self.chunks[i]
         return Hit(c["id"], c["text"], cos, rank_score, c.get("domain", self.domain), c.get("doc_id", ""),
                    c.get("source", ""))
 
@@ -472,8 +474,5 @@ def open_indexes(root: str | os.PathLike, domains: Sequence[str] | None = None,
     return out
 
 
-def hits_json(hits: Sequence[Hit]) -> list[dict]:
-    return [h.public() for h in hits]
 
-
-__all__ = ["CANDIDATES", "MODES", "Hit", "KnowledgeIndex", "build_index", "hits_json", "open_indexes"]
+__all__ = ["CANDIDATES", "MODES", "Hit", "KnowledgeIndex", "build_index", "chunks_digest", "open_indexes"]

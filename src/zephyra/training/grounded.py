@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..chat import grounded_messages, render_chat
+from ..data.knowledge import gold_chunks
 from ..errors import DataError
 from ..io import atomic_write_bytes, sha256_bytes, sha256_dir
 from ..retrieval.grounding import GroundingConfig, cite, passages_for, token_counter
@@ -30,12 +31,6 @@ from .data import Documents, load_split, tokenize_documents
 GROUNDED_VERSION = 1  # bump when the document format changes, so cached documents are rebuilt
 MAX_ANSWER_WORDS = 40  # long definitions are cut: the copy, not its length, is what is learnt
 MAX_ROWS = {"train": 3000, "validation": 256}  # a quickstart adapter reads ~1,100 grounded documents in training
-
-
-def _gold(row: dict, by_doc: dict[str, list[dict]]) -> list[str]:
-    from ..data.knowledge import gold_chunks  # data is beside training: allowed
-
-    return gold_chunks(row, by_doc)
 
 
 def grounded_documents(rows: list[dict], index: KnowledgeIndex, cfg: GroundingConfig, tokenizer, seed: int,
@@ -49,7 +44,7 @@ def grounded_documents(rows: list[dict], index: KnowledgeIndex, cfg: GroundingCo
     rng, count = random.Random(seed), token_counter(tokenizer)
     docs, stats = [], {"rows": len(rows), "no_source": 0, "too_long": 0, "retrieved_gold": 0}
     for row, hs in zip(rows, hits):
-        gold = _gold(row, by_doc)
+        gold = gold_chunks(row, by_doc)
         if not gold:
             stats["no_source"] += 1
             continue
