@@ -35,7 +35,7 @@ from ..io import sha256_file
 from .artifact import check_router_base, read_router_dir, router_base_fingerprint, save_router_dir
 from .calibration import Calibration, CalibrationConfig, decide, fit_calibration, softmax
 from .data import RouterSplit
-from .decision import RouteDecision, RouterArtifactError, check_prompts, decisions_from_logits
+from .decision import LogitsRouter, RouterArtifactError, check_prompts
 from .features import PROMPT_FORMATS, encode_prompts, pad_id_of, padded_batches
 from .metrics import route_metrics
 
@@ -88,7 +88,7 @@ def find_adapters(root: str | os.PathLike) -> dict[str, Path]:
     return found
 
 
-class ArrowRouter:
+class ArrowRouter(LogitsRouter):
     kind = "arrow"
 
     def __init__(self, model, tokenizer, prototypes: dict[str, dict[str, torch.Tensor]],
@@ -157,12 +157,6 @@ class ArrowRouter:
         """Arrow scores read the base's states: a PeftModel's adapters are switched off while scoring."""
         disable = getattr(self.model, "disable_adapter", None)
         return disable() if callable(disable) and hasattr(self.model, "peft_config") else contextlib.nullcontext()
-
-    def route(self, prompts: Sequence[str]) -> list[RouteDecision]:
-        prompts = check_prompts(prompts)
-        if not prompts:
-            return []
-        return decisions_from_logits(prompts, self.logits(prompts), self.labels, self.calibration)
 
     # --- artifact ---
     def save(self, out_dir: str | os.PathLike, *, config: dict | None = None, metrics: dict | None = None,

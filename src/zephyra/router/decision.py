@@ -69,6 +69,17 @@ class Router(Protocol):
     def route(self, prompts: Sequence[str]) -> list[RouteDecision]: ...
 
 
+class LogitsRouter:
+    """``route`` for a router that has ``logits(prompts) -> (N, L)``, ``labels`` and ``calibration``: every kind
+    turns its raw logits into decisions the same way (calibration, abstention)."""
+
+    def route(self, prompts: Sequence[str]) -> list[RouteDecision]:
+        prompts = check_prompts(prompts)
+        if not prompts:
+            return []
+        return decisions_from_logits(prompts, self.logits(prompts), self.labels, self.calibration)
+
+
 def check_labels(labels: Sequence[str]) -> list[str]:
     """A router's labels as a list of two or more distinct names, or a one-line RouterArtifactError."""
     labels = [str(label) for label in labels]

@@ -36,11 +36,10 @@ from .calibration import (
 )
 from .data import RouterSplit
 from .decision import (
+    LogitsRouter,
     PromptTruncatedWarning,
-    RouteDecision,
     RouterArtifactError,
     check_prompts,
-    decisions_from_logits,
 )
 from .metrics import route_metrics
 
@@ -76,7 +75,7 @@ class ExternalTrainConfig:
             self.calibration = CalibrationConfig(**self.calibration)
 
 
-class ExternalRouter:
+class ExternalRouter(LogitsRouter):
     kind = "external"
 
     def __init__(self, encoder: Encoder, labels: list[str], weight: np.ndarray, bias: np.ndarray,
@@ -91,12 +90,6 @@ class ExternalRouter:
     def logits(self, prompts: Sequence[str]) -> np.ndarray:
         """Raw (uncalibrated) classifier logits (N, L)."""
         return np.asarray(self.encoder(check_prompts(prompts)), dtype=np.float64) @ self.weight.T + self.bias
-
-    def route(self, prompts: Sequence[str]) -> list[RouteDecision]:
-        prompts = check_prompts(prompts)
-        if not prompts:
-            return []
-        return decisions_from_logits(prompts, self.logits(prompts), self.labels, self.calibration)
 
     def save(self, out_dir: str | os.PathLike, *, config: dict | None = None, metrics: dict | None = None,
              inputs: dict | None = None) -> Path:

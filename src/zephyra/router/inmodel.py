@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from .artifact import check_router_base, read_router_dir, router_base_fingerprint, save_router_dir
 from .calibration import BASE, Calibration, CalibrationConfig, decide, fit_calibration, softmax
 from .data import RouterSplit
-from .decision import RouteDecision, RouterArtifactError, check_labels, check_prompts, decisions_from_logits
+from .decision import LogitsRouter, RouteDecision, RouterArtifactError, check_labels, check_prompts, decisions_from_logits
 from .features import POOLINGS, PROMPT_FORMATS, encode_prompts, head_features, pad_id_of, trunk_features
 from .metrics import route_metrics
 
@@ -111,7 +111,7 @@ def _zephyra(model):
     return base
 
 
-class InModelRouter:
+class InModelRouter(LogitsRouter):
     """Routes with a head on the base's trunk states, calibrated. ``model`` may be the base or a PeftModel over it
     (the trunk is never adapted, so adapters do not change routing; prefix tuning, which prefixes every layer,
     would). The head and its labels belong to the router: a new label set is a new router, the base unchanged."""
@@ -145,12 +145,6 @@ class InModelRouter:
         with torch.no_grad():
             return self.head.from_features(trunk_features(self.model, self.head, encoded, self.batch_size,
                                                           pad)).numpy()
-
-    def route(self, prompts: Sequence[str]) -> list[RouteDecision]:
-        prompts = check_prompts(prompts)
-        if not prompts:
-            return []
-        return decisions_from_logits(prompts, self.logits(prompts), self.labels, self.calibration)
 
     def route_trunk(self, trunk_states: torch.Tensor, attention_mask: torch.Tensor | None,
                     prompts: Sequence[str] | None = None) -> list[RouteDecision]:

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..adapters import BaseFingerprint, scan_adapters
@@ -48,7 +47,7 @@ from ..model.modeling import _attention_mask
 from .artifact import check_router_base, read_router_dir, router_base_fingerprint, save_router_dir
 from .calibration import BASE, Calibration, CalibrationConfig, decide, fit_calibration, softmax
 from .data import RouterSplit
-from .decision import RouteDecision, RouterArtifactError, check_labels, check_prompts, decisions_from_logits
+from .decision import LogitsRouter, RouterArtifactError, check_labels, check_prompts
 from .features import PROMPT_FORMATS, encode_prompts, pad_id_of, padded_batches
 from .metrics import route_metrics
 
@@ -234,7 +233,7 @@ def scored_span(tokenizer, fmt: str) -> tuple[int, int]:
 
 # --- the router -----------------------------------------------------------------------------------------------------
 
-class LikelihoodRouter:
+class LikelihoodRouter(LogitsRouter):
     """Routes by which adapter's branch gives the prompt the highest likelihood relative to the base's, through a
     calibrated logistic regression with a ``base`` class. Needs the base and the adapters it was fitted with
     (their files' hashes are recorded: retrained adapters need a refitted router, seconds)."""
@@ -312,12 +311,6 @@ class LikelihoodRouter:
     def logits(self, prompts: Sequence[str]) -> np.ndarray:
         """Raw (uncalibrated) logits (N, L) of the combination."""
         return self.logits_from_features(self.features(prompts))
-
-    def route(self, prompts: Sequence[str]) -> list[RouteDecision]:
-        prompts = check_prompts(prompts)
-        if not prompts:
-            return []
-        return decisions_from_logits(prompts, self.logits(prompts), self.labels, self.calibration)
 
     # --- artifact ---
     def save(self, out_dir: str | os.PathLike, *, config: dict | None = None, metrics: dict | None = None,
