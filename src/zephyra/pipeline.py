@@ -144,8 +144,10 @@ def _router_run(cfg: QuickstartConfig, console: Console) -> None:
 
             metrics = read_manifest(out).get("metrics", {})
         else:
+            # both text routers also read the knowledge indexes' signals (router/signals.py)
+            index = cfg.root / "index" if kind in ("external", "inmodel") and (cfg.root / "index").is_dir() else None
             _, metrics = fit_and_save(kind, cfg.root / "data" / "router", out, adapters=cfg.root / "adapters",
-                                      model=None if kind == "external" else base)
+                                      model=None if kind == "external" else base, index=index)
         scores[kind] = float(metrics.get("validation", {}).get("accuracy", 0.0))
         console.print(f"router {kind}: validation accuracy {scores[kind]:.3f}")
     best = max(scores, key=scores.get)

@@ -34,7 +34,8 @@ class Scripted:
     def _next(self, n):
         return [_Decision(*self.decisions[i % len(self.decisions)]) for i in range(n)]
 
-    def route_trunk(self, trunk_states, attention_mask):
+    def route_trunk(self, trunk_states, attention_mask, prompts=None):
+        assert prompts is not None and len(prompts) == trunk_states.shape[0]  # for a router that reads the indexes
         self.trunk_calls.append((trunk_states.clone(), attention_mask.clone()))
         return self._next(trunk_states.shape[0])
 

@@ -96,7 +96,7 @@ class Retriever:
                                           if k in g})
 
     def index(self, adapter: str):
-        from ..retrieval.index import KnowledgeIndex
+        from ..retrieval.index import load_index
 
         if adapter not in self._indexes:
             from .defaults import DEFAULT_INDEX
@@ -109,7 +109,7 @@ class Retriever:
             if path is None:
                 raise ArtifactError(f"adapter {adapter!r} answers from the knowledge index {recorded}, which is "
                                     f"missing; build it (zephyra index build) or pass --no-retrieval")
-            self._indexes[adapter] = KnowledgeIndex.load(path)
+            self._indexes[adapter] = load_index(path)
         return self._indexes[adapter]
 
 

@@ -184,7 +184,7 @@ def load_system(base: str | os.PathLike = DEFAULT_BASE, adapters_dir: str | os.P
         notes.append(f"no adapters under {adapters_dir}")
     router = None
     if router_dir is not None and Path(router_dir).exists():
-        router = load_router(router_dir, model=model, tokenizer=tokenizer)
+        router = load_router(router_dir, model=model, tokenizer=tokenizer, index_root=index_root)
     elif router_dir is not None:
         notes.append(f"no router at {router_dir} (train one: zephyra router train --model {base} "
                      f"--adapters {adapters_dir or DEFAULT_ADAPTERS} --out {router_dir})")

@@ -286,6 +286,30 @@ class KnowledgeIndex:
         have = {w[:5] for h in hits for w in _WORDS.findall(h.text.casefold())}
         return [w for w in rare if w[:5] not in have]
 
+    SIGNALS = ("bm25", "name_words", "named", "known_words", "mean_idf")
+
+    def signals(self, queries: Sequence[str]) -> np.ndarray:
+        """What this index says about each query, without embedding it: (N, 5) float32, in ``SIGNALS`` order: the
+        best BM25 score (log1p), the longest entry name the query says (in words, at most 4, over 4), whether it
+        names an entry at all, the share of its words (3+ letters) that occur in the index, and their mean IDF
+        (over 10). Cheap (a BM25 top-1 and dictionary lookups): a router reads them for every domain's index."""
+        queries = list(queries)
+        out = np.zeros((len(queries), len(self.SIGNALS)), dtype=np.float32)
+        if not queries:
+            return out
+        _, scores = self._sparse.retrieve(_tokenize(queries), k=1, show_progress=False, n_threads=1)
+        out[:, 0] = np.log1p(np.maximum(np.asarray(scores, dtype=np.float32)[:, 0], 0.0))
+        df, n = self._df(), len(self.chunks)
+        for q, query in enumerate(queries):
+            named = self.named(query)
+            longest = max(named.values()) if named else 0
+            out[q, 1], out[q, 2] = min(longest, 4) / 4, float(longest > 0)
+            words = [w for w in _WORDS.findall(query.casefold()) if len(w) > 2]
+            if words:
+                out[q, 3] = np.mean([df.get(w, 0) > 0 for w in words])
+                out[q, 4] = np.mean([np.log((n + 1) / (df.get(w, 0) + 1)) for w in words]) / 10
+        return out
+
     def _normed(self) -> list[str]:
         if getattr(self, "_normed_texts", None) is None:
             self._normed_texts = [_norm(c["text"]) for c in self.chunks]
@@ -469,10 +493,27 @@ def open_indexes(root: str | os.PathLike, domains: Sequence[str] | None = None,
         dirs = [root / d for d in domains]
     out = {}
     for d in dirs:
-        idx = KnowledgeIndex.load(d, encoder=encoder)
+        idx = KnowledgeIndex.load(d, encoder=encoder) if encoder is not None else load_index(d)
         out[idx.domain] = idx
     return out
 
 
+_LOADED: dict[tuple, KnowledgeIndex] = {}
 
-__all__ = ["CANDIDATES", "MODES", "Hit", "KnowledgeIndex", "build_index", "chunks_digest", "open_indexes"]
+
+def load_index(path: str | os.PathLike) -> KnowledgeIndex:
+    """``KnowledgeIndex.load`` once per process and index build: the router's signals and the retriever share one
+    copy (the six full indexes hold ~130k chunks). A rebuilt index (a new manifest file) is loaded afresh."""
+    path = Path(path)
+    try:
+        st = (path / "manifest.json").stat()
+    except OSError:
+        return KnowledgeIndex.load(path)  # says what is missing
+    key = (str(path.resolve()), st.st_ino, st.st_mtime_ns)
+    if key not in _LOADED:
+        _LOADED[key] = KnowledgeIndex.load(path)
+    return _LOADED[key]
+
+
+
+__all__ = ["CANDIDATES", "MODES", "Hit", "KnowledgeIndex", "build_index", "chunks_digest", "load_index", "open_indexes"]

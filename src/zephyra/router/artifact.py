@@ -84,21 +84,24 @@ def router_kind(path: str | os.PathLike) -> str:
         raise RouterArtifactError(f"{path}: not a router directory (no readable {ROUTER_JSON})") from None
 
 
-def load_router(path: str | os.PathLike, model=None, tokenizer=None, **options):
+def load_router(path: str | os.PathLike, model=None, tokenizer=None, index_root: str | os.PathLike | None = None,
+                **options):
     """Any saved router. ``inmodel``, ``arrow`` and ``likelihood`` routers need the base ``model`` (and its
     ``tokenizer``) they were fitted on (``likelihood`` also its adapters: the paths it recorded, or
-    ``adapters=``); ``external`` needs neither (``options`` go to its loader, e.g. ``encoder=``)."""
+    ``adapters=``); ``external`` needs neither (``options`` go to its loader, e.g. ``encoder=``). An external or
+    in-model router fitted with the knowledge indexes' signals reads them under ``index_root`` (default: where
+    they were)."""
     kind = router_kind(path)
     if kind == "external":
         from .external import ExternalRouter
-        return ExternalRouter.load(path, **options)
+        return ExternalRouter.load(path, index_root=index_root, **options)
     if kind not in KINDS:
         raise RouterArtifactError(f"{path}: unknown router kind {kind!r} (known: {', '.join(KINDS)})")
     if model is None or tokenizer is None:
         raise RouterArtifactError(f"{path}: an {kind!r} router needs the base model and its tokenizer")
     if kind == "inmodel":
         from .inmodel import InModelRouter
-        return InModelRouter.load(path, model, tokenizer, **options)
+        return InModelRouter.load(path, model, tokenizer, index_root=index_root, **options)
     if kind == "likelihood":
         from .likelihood import LikelihoodRouter
         return LikelihoodRouter.load(path, model, tokenizer, **options)

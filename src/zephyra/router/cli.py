@@ -49,11 +49,14 @@ def train(
                                                      "ExternalTrainConfig, ArrowConfig)")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE setting, e.g. lr=3e-2 or "
                                                    "calibration.threshold_strategy=recall (repeatable)")] = None,
+    index: Annotated[Path | None, typer.Option(help="external, inmodel: also read the signals of the knowledge "
+                                                    "indexes under this root (e.g. runs/index)")] = None,
 ) -> None:
     """Fit a router on the train split, calibrate it on validation, save it with its manifest.
 
     zephyra router train --kind inmodel --model runs/phase2/final --adapters runs/adapters --out runs/router/inmodel
     zephyra router train --kind inmodel --model runs/phase2/final --set max_epochs=200 --set pooling=last
+    zephyra router train --kind external --adapters runs/adapters --index runs/index --out runs/router/external
     """
     if kind not in KINDS:
         clikit.fail(f"unknown router kind {kind!r}; known: {', '.join(KINDS)}")
@@ -62,7 +65,8 @@ def train(
     out = out or Path("runs/router") / kind
     router, report = fit_and_save(kind, data, out, model=model, tokenizer=tokenizer, adapters=adapters,
                                   threshold_strategy=threshold_strategy, target_recall=target_recall,
-                                  prompt_format=prompt_format, pooling=pooling, config=config, overrides=set_)
+                                  prompt_format=prompt_format, pooling=pooling, config=config, overrides=set_,
+                                  index=index)
     val = report.get("validation", {})
     typer.echo(f"{kind} router written to {out}: validation accuracy {val.get('accuracy', float('nan')):.3f}, "
                f"T={router.calibration.temperature:.3f}, threshold={router.calibration.threshold:.3f}")
@@ -76,6 +80,8 @@ def evaluate(
     model: Annotated[Path | None, typer.Option(help="base model directory (inmodel, arrow, likelihood)")] = None,
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizer directory (default: the model's)")] = None,
     out: Annotated[Path, typer.Option(help="report directory")] = Path("runs/reports/router"),
+    index: Annotated[Path | None, typer.Option(help="knowledge index root for routers fitted with index signals "
+                                                    "(default: where they were fitted)")] = None,
 ) -> None:
     """Compare routers on one split: table.md, metrics.json, reliability.png, manifest.json.
 
@@ -92,7 +98,8 @@ def evaluate(
     if needs_base and model is None:
         raise ConfigError("an inmodel or arrow router needs the base model: pass --model DIR")
     base, tok = load_model(model, tokenizer_dir=tokenizer) if needs_base else (None, None)
-    evals = [evaluate_router(load_router(r, model=base, tokenizer=tok), test, name=r.name) for r in router]
+    evals = [evaluate_router(load_router(r, model=base, tokenizer=tok, index_root=index), test, name=r.name)
+             for r in router]
     write_report(evals, out, split=split, inputs={"data": {"path": str(data), "sha256": sha256_dir(data)},
                                                    "routers": [str(r) for r in router]})
     typer.echo(markdown_table(evals))

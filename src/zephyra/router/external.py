@@ -42,6 +42,7 @@ from .decision import (
     check_prompts,
 )
 from .metrics import route_metrics
+from .signals import IndexSignals, fit_signals
 
 
 class MiniLMEncoder(_MiniLM):
@@ -67,10 +68,15 @@ class ExternalTrainConfig:
     c_grid: list[float] = field(default_factory=lambda: [0.3, 1.0, 3.0, 10.0, 30.0])
     max_iter: int = 2000
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    # the knowledge indexes' signals beside the embedding (router/signals.py): the index root, None for none
+    index: str | None = None
+    index_scale: float = 3.0  # their weight as a group against the embedding (picked by validation: 1, 3, 10)
 
     def __post_init__(self):
         if not self.c_grid or any(c <= 0 for c in self.c_grid):
             raise ConfigError(f"c_grid must be positive numbers, got {self.c_grid!r}")
+        if self.index_scale <= 0:
+            raise ConfigError(f"index_scale must be positive, got {self.index_scale!r}")
         if isinstance(self.calibration, dict):
             self.calibration = CalibrationConfig(**self.calibration)
 
@@ -79,35 +85,51 @@ class ExternalRouter(LogitsRouter):
     kind = "external"
 
     def __init__(self, encoder: Encoder, labels: list[str], weight: np.ndarray, bias: np.ndarray,
-                 calibration: Calibration | None = None):
-        if weight.shape != (len(labels), encoder.dim) or bias.shape != (len(labels),):
-            raise ValueError(f"classifier of shape {weight.shape} for {len(labels)} labels and a "
-                             f"{encoder.dim}-d encoder")
-        self.encoder, self.labels = encoder, list(labels)
+                 calibration: Calibration | None = None, signals: IndexSignals | None = None):
+        dim = encoder.dim + (signals.dim if signals is not None else 0)
+        if weight.shape != (len(labels), dim) or bias.shape != (len(labels),):
+            raise ValueError(f"classifier of shape {weight.shape} for {len(labels)} labels and {dim} features")
+        self.encoder, self.labels, self.signals = encoder, list(labels), signals
         self.weight, self.bias = weight.astype(np.float64), bias.astype(np.float64)
         self.calibration = calibration or Calibration()
 
+    def features(self, prompts: Sequence[str]) -> np.ndarray:
+        """What the classifier reads (N, d): the prompt's embedding, then the indexes' signals if it has them."""
+        prompts = check_prompts(prompts)
+        x = np.asarray(self.encoder(prompts), dtype=np.float64)
+        return np.concatenate([x, self.signals(prompts)], axis=1) if self.signals is not None else x
+
     def logits(self, prompts: Sequence[str]) -> np.ndarray:
         """Raw (uncalibrated) classifier logits (N, L)."""
-        return np.asarray(self.encoder(check_prompts(prompts)), dtype=np.float64) @ self.weight.T + self.bias
+        return self.features(prompts) @ self.weight.T + self.bias
 
     def save(self, out_dir: str | os.PathLike, *, config: dict | None = None, metrics: dict | None = None,
              inputs: dict | None = None) -> Path:
         spec = {"kind": self.kind, "labels": self.labels, "calibration": self.calibration.to_dict(),
                 "encoder": self.encoder.name, "dim": self.encoder.dim}
+        if self.signals is not None:
+            spec["signals"] = self.signals.spec()
         tensors = {"weight": torch.from_numpy(self.weight), "bias": torch.from_numpy(self.bias)}
         return save_router_dir(out_dir, spec, tensors, config=config, metrics=metrics, inputs=inputs)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, encoder: Encoder | None = None) -> ExternalRouter:
-        """Load a saved classifier; ``encoder`` defaults to MiniLM and must be the one it was fitted on."""
+    def load(cls, path: str | os.PathLike, encoder: Encoder | None = None,
+             index_root: str | os.PathLike | None = None) -> ExternalRouter:
+        """Load a saved classifier; ``encoder`` defaults to MiniLM and must be the one it was fitted on. A router
+        fitted with the indexes' signals opens them under ``index_root`` if given, else where they were."""
         spec, tensors, _ = read_router_dir(path, kind=cls.kind)
         encoder = encoder or MiniLMEncoder()
         if encoder.name != spec["encoder"] or encoder.dim != spec["dim"]:
             raise RouterArtifactError(f"{path}: fitted on encoder {spec['encoder']!r} ({spec['dim']}-d), "
                                       f"not {encoder.name!r} ({encoder.dim}-d)")
+        signals = None
+        if spec.get("signals"):
+            try:
+                signals = IndexSignals.from_spec(spec["signals"], index_root)
+            except ArtifactError as e:
+                raise RouterArtifactError(f"{path}: {e}") from None
         return cls(encoder, spec["labels"], tensors["weight"].double().numpy(), tensors["bias"].double().numpy(),
-                   spec["calibration"])
+                   spec["calibration"], signals)
 
 
 def label_order(labels: Sequence[str]) -> list[str]:
@@ -143,16 +165,26 @@ def train_external_router(train: RouterSplit, validation: RouterSplit, cfg: Exte
         raise DataError(f"the training data has {len(labels)} label(s): a router needs two or more")
     validation.check_labels(labels, "validation")
     encoder = encoder or MiniLMEncoder()
+    signals, sig_tr = None, None
     t0 = time.perf_counter()
-    x_tr, x_va = encoder(check_prompts(train.prompts)), encoder(check_prompts(validation.prompts))
+    if cfg.index is not None:
+        signals, sig_tr = fit_signals(cfg.index, labels, train.prompts, cfg.index_scale)
+    router = ExternalRouter(encoder, labels, np.zeros((len(labels), encoder.dim + (signals.dim if signals else 0))),
+                            np.zeros(len(labels)), signals=signals)
+    x_tr = np.asarray(encoder(check_prompts(train.prompts)), dtype=np.float64)
+    if sig_tr is not None:
+        x_tr = np.concatenate([x_tr, sig_tr], axis=1)
+    x_va = router.features(validation.prompts)
     t1 = time.perf_counter()
     weight, bias, c, val_loss = _fit_classifier(x_tr, train.labels, x_va, validation.labels, labels, cfg)
-    router = ExternalRouter(encoder, labels, weight, bias)
-    val_logits = x_va.astype(np.float64) @ router.weight.T + router.bias
+    # as saved (router.safetensors holds float32): the router in hand routes exactly as the one reloaded
+    router.weight, router.bias = (np.asarray(a, dtype=np.float32).astype(np.float64) for a in (weight, bias))
+    val_logits = x_va @ router.weight.T + router.bias
     router.calibration = fit_calibration(val_logits, labels, validation.labels, cfg.calibration)
     decided, _ = decide(softmax(val_logits, router.calibration.temperature), labels, router.calibration.threshold)
     report = {"C": c, "val_loss": val_loss, "encode_seconds": round(t1 - t0, 3),
               "fit_seconds": round(time.perf_counter() - t1, 3), "n_train": len(train),
-              "n_validation": len(validation), "encoder": encoder.name, **router.calibration.to_dict(),
+              "n_validation": len(validation), "encoder": encoder.name,
+              "index_signals": signals.domains if signals is not None else None, **router.calibration.to_dict(),
               "validation": route_metrics(validation.labels, decided), "config": asdict(cfg)}
     return router, report

@@ -43,19 +43,24 @@ def train_config(kind: str, config: str | os.PathLike | None = None, overrides: 
 
 def fit_router(kind: str, data, model=None, tokenizer=None, adapters=None, threshold_strategy: str | None = None,
                target_recall: float | None = None, prompt_format: str | None = None, pooling: str | None = None,
-               config: str | os.PathLike | None = None, overrides: list[str] | None = None):
+               config: str | os.PathLike | None = None, overrides: list[str] | None = None,
+               index: str | os.PathLike | None = None):
     """Fit a router of ``kind`` on ``data``'s train split and calibrate it on validation: (router, report).
     Settings: ``train_config`` (the keyword options, a YAML ``config``, ``key=value`` ``overrides``).
 
     With ``adapters`` (a directory of them), an in-model or external router's labels are that adapter set and
     "base" (``for_labels``): the router data is narrowed or widened to it, so adding an adapter means retraining
     the router alone. Arrow reads the adapters' own weights instead; a likelihood router scores the prompts
-    under them (it needs them)."""
+    under them (it needs them). ``index``: an external or in-model router also reads the signals of the
+    knowledge indexes under it (router/signals.py)."""
     from ..adapters import scan_adapters
     from .data import for_labels, load_router_data
 
+    if index is not None and kind not in ("external", "inmodel"):
+        raise ConfigError(f"--index (the knowledge indexes' signals) is for the external and in-model routers, "
+                          f"not {kind}")
     cfg = train_config(kind, config, overrides, threshold_strategy=threshold_strategy, target_recall=target_recall,
-                       prompt_format=prompt_format, pooling=pooling)
+                       prompt_format=prompt_format, pooling=pooling, index=str(index) if index else None)
     splits = load_router_data(data, ("train", "validation"))
     if adapters is not None and kind != "arrow":
         names = list(scan_adapters(adapters))
@@ -92,6 +97,8 @@ def fit_and_save(kind: str, data: str | os.PathLike, out: str | os.PathLike, **o
     inputs = {"data": {"path": str(data), "sha256": sha256_dir(Path(data))}}
     if model:
         inputs["model"] = str(model)
+    if options.get("index") is not None:
+        inputs["index"] = str(options["index"])
     if options.get("adapters") is not None:
         from ..adapters import scan_adapters
 

@@ -40,6 +40,7 @@ from .data import RouterSplit
 from .decision import LogitsRouter, RouteDecision, RouterArtifactError, check_labels, check_prompts, decisions_from_logits
 from .features import POOLINGS, PROMPT_FORMATS, encode_prompts, head_features, pad_id_of, trunk_features
 from .metrics import route_metrics
+from .signals import IndexSignals
 
 
 @dataclass
@@ -59,8 +60,13 @@ class InModelTrainConfig:
     # data it falls forever by tiny amounts as the weights grow
     seed: int = 0
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    # the knowledge indexes' signals beside the trunk's features (router/signals.py): the index root, None for none
+    index: str | None = None
+    index_scale: float = 3.0
 
     def __post_init__(self):
+        if self.index_scale <= 0:
+            raise ConfigError(f"index_scale must be positive, got {self.index_scale!r}")
         if self.prompt_format not in PROMPT_FORMATS:
             raise ConfigError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}")
         if self.pooling not in POOLINGS:
@@ -120,7 +126,8 @@ class InModelRouter(LogitsRouter):
 
     def __init__(self, model, tokenizer, labels: Sequence[str], head: RouterHead | None = None,
                  calibration: Calibration | None = None, prompt_format: str = "chat", pooling: str = "mean",
-                 batch_size: int = 32, base: BaseFingerprint | None = None):
+                 batch_size: int = 32, base: BaseFingerprint | None = None, signals: IndexSignals | None = None,
+                 signal_weight: torch.Tensor | None = None):
         cfg = _zephyra(model).config
         self.model, self.tokenizer = model, tokenizer
         self.labels: list[str] = check_labels(labels)
@@ -129,6 +136,14 @@ class InModelRouter(LogitsRouter):
         if self.head.proj.out_features != len(self.labels):
             raise RouterArtifactError(f"a head with {self.head.proj.out_features} outputs for {len(self.labels)} "
                                       "labels")
+        # the indexes' signals (N, S) add signal_weight (L, S) to the head's logits: no second model, lookups only
+        self.signals = signals
+        if signals is not None:
+            self.signal_weight = (signal_weight if signal_weight is not None
+                                  else torch.zeros(len(self.labels), signals.dim, dtype=torch.float64))
+            if tuple(self.signal_weight.shape) != (len(self.labels), signals.dim):
+                raise RouterArtifactError(f"signal weights of shape {tuple(self.signal_weight.shape)} for "
+                                          f"{len(self.labels)} labels and {signals.dim} signals")
         self.calibration = calibration or Calibration()
         self.prompt_format, self.batch_size = prompt_format, batch_size
         self.max_length: int = cfg.max_position_embeddings
@@ -143,18 +158,27 @@ class InModelRouter(LogitsRouter):
         encoded = self.encode(prompts)
         pad = pad_id_of(self.tokenizer, unwrap(self.model))
         with torch.no_grad():
-            return self.head.from_features(trunk_features(self.model, self.head, encoded, self.batch_size,
-                                                          pad)).numpy()
+            logits = self.head.from_features(trunk_features(self.model, self.head, encoded, self.batch_size,
+                                                            pad)).double().numpy()
+        return logits + self._signal_logits(prompts)
+
+    def _signal_logits(self, prompts: Sequence[str] | None) -> np.ndarray | float:
+        if self.signals is None:
+            return 0.0
+        if prompts is None or any(not p for p in prompts):
+            raise ValueError("this in-model router also reads the knowledge indexes: route_trunk needs the prompts")
+        return self.signals(prompts) @ self.signal_weight.double().numpy().T
 
     def route_trunk(self, trunk_states: torch.Tensor, attention_mask: torch.Tensor | None,
                     prompts: Sequence[str] | None = None) -> list[RouteDecision]:
         """Decisions from trunk states (B, T, C) the caller already has, e.g. those of a generation's own
         prefill (``model(..., return_trunk_states=True).trunk_states``): routing then costs no pass of its own.
-        Without ``prompts`` the decisions' ``prompt`` is empty (the caller knows its prompts). What the runtime
-        calls, between the last trunk layer and the first branch layer."""
+        Without ``prompts`` the decisions' ``prompt`` is empty (the caller knows its prompts); a router with the
+        indexes' signals needs them. What the runtime calls, between the last trunk layer and the first branch
+        layer."""
         with torch.no_grad():
-            logits = self.head(trunk_states, attention_mask)
-        return self.route_from_logits(logits, prompts)
+            logits = self.head(trunk_states, attention_mask).double().numpy()
+        return self.route_from_logits(logits + self._signal_logits(prompts), prompts)
 
     def route_from_logits(self, router_logits: torch.Tensor | np.ndarray, prompts: Sequence[str] | None = None
                           ) -> list[RouteDecision]:
@@ -171,14 +195,28 @@ class InModelRouter(LogitsRouter):
         spec = {"kind": self.kind, "labels": self.labels, "calibration": self.calibration.to_dict(),
                 "prompt_format": self.prompt_format, "pooling": self.head.pooling, "eps": self.head.eps,
                 "hidden_size": cfg.hidden_size, "num_trunk_layers": cfg.num_trunk_layers}
-        return save_router_dir(out_dir, spec, dict(self.head.state_dict()), config=config, metrics=metrics,
+        tensors = dict(self.head.state_dict())
+        if self.signals is not None:
+            spec["signals"] = self.signals.spec()
+            tensors["signal_weight"] = self.signal_weight.double()
+        return save_router_dir(out_dir, spec, tensors, config=config, metrics=metrics,
                                inputs=inputs, base=self._base or router_base_fingerprint(self.model))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model, tokenizer, batch_size: int = 32) -> InModelRouter:
-        """A saved router on ``model``'s trunk; refused for any other base (its fingerprint)."""
+    def load(cls, path: str | os.PathLike, model, tokenizer, batch_size: int = 32,
+             index_root: str | os.PathLike | None = None) -> InModelRouter:
+        """A saved router on ``model``'s trunk; refused for any other base (its fingerprint). One fitted with the
+        indexes' signals opens them under ``index_root`` if given, else where they were."""
         spec, tensors, manifest = read_router_dir(path, kind=cls.kind)
         check_router_base(path, manifest, model)
+        signal_weight, signals = tensors.pop("signal_weight", None), None
+        if spec.get("signals"):
+            from ..errors import ArtifactError
+
+            try:
+                signals = IndexSignals.from_spec(spec["signals"], index_root)
+            except ArtifactError as e:
+                raise RouterArtifactError(f"{path}: {e}") from None
         cfg = _zephyra(model).config
         head = RouterHead(cfg.hidden_size, len(spec["labels"]), spec.get("eps", cfg.rms_norm_eps),
                           spec.get("pooling", "mean"))
@@ -189,7 +227,8 @@ class InModelRouter(LogitsRouter):
                                       f"({str(e).splitlines()[-1].strip()[:120]})") from None
         return cls(model, tokenizer, spec["labels"], head, spec["calibration"], spec["prompt_format"],
                    batch_size=batch_size,
-                   base=BaseFingerprint(**{k: v for k, v in manifest["base"].items() if k != "fingerprint"}))
+                   base=BaseFingerprint(**{k: v for k, v in manifest["base"].items() if k != "fingerprint"}),
+                   signals=signals, signal_weight=signal_weight)
 
 
 # --- training --------------------------------------------------------------------------------------------------
@@ -257,13 +296,23 @@ def train_inmodel_router(model, tokenizer, train: RouterSplit, validation: Route
     train.check_labels(labels, "train")
     validation.check_labels(labels, "validation")
     base.eval()
-    router = InModelRouter(model, tokenizer, labels, calibration=Calibration(), prompt_format=cfg.prompt_format,
-                           pooling=cfg.pooling, batch_size=cfg.batch_size, base=router_base_fingerprint(base))
-    # --- feature cache: one trunk pass per prompt ---
     t0 = time.perf_counter()
+    signals, sig_tr = None, None
+    if cfg.index is not None:
+        from .signals import fit_signals
+
+        signals, sig_tr = fit_signals(cfg.index, labels, train.prompts, cfg.index_scale)
+    router = InModelRouter(model, tokenizer, labels, calibration=Calibration(), prompt_format=cfg.prompt_format,
+                           pooling=cfg.pooling, batch_size=cfg.batch_size, base=router_base_fingerprint(base),
+                           signals=signals)
+    # --- feature cache: one trunk pass per prompt ---
     pad = pad_id_of(tokenizer, base)
     x_tr = trunk_features(base, router.head, router.encode(train.prompts), cfg.batch_size, pad)
     x_va = trunk_features(base, router.head, router.encode(validation.prompts), cfg.batch_size, pad)
+    n_trunk = x_tr.shape[1]
+    if signals is not None:  # fitted jointly with the head: one linear layer over both
+        x_tr = torch.cat([x_tr, torch.from_numpy(sig_tr).float()], 1)
+        x_va = torch.cat([x_va, torch.from_numpy(signals(validation.prompts)).float()], 1)
     t1 = time.perf_counter()
     index = {label: i for i, label in enumerate(labels)}
     y_tr = torch.tensor([index[y] for y in train.labels])
@@ -273,12 +322,17 @@ def train_inmodel_router(model, tokenizer, train: RouterSplit, validation: Route
         weight, bias, hist = fit_linear(x_tr, y_tr, x_va, y_va, len(labels), cfg)
     with torch.no_grad():  # the features were fitted without the head's per-channel scale: it stays at ones
         router.head.norm.weight.fill_(1.0)
-        router.head.proj.weight.copy_(weight)
+        router.head.proj.weight.copy_(weight[:, :n_trunk])
         router.head.proj.bias.copy_(bias)
-        val_logits = router.head.from_features(x_va).numpy()
+        if signals is not None:
+            router.signal_weight = weight[:, n_trunk:].double().clone()
+        val_logits = router.head.from_features(x_va[:, :n_trunk]).double().numpy()
+        if signals is not None:
+            val_logits = val_logits + x_va[:, n_trunk:].double().numpy() @ router.signal_weight.numpy().T
     router.calibration = fit_calibration(val_logits, labels, validation.labels, cfg.calibration)
     decided, _ = decide(softmax(val_logits, router.calibration.temperature), labels, router.calibration.threshold)
-    report = {**hist, "feature_seconds": round(t1 - t0, 3), "fit_seconds": round(time.perf_counter() - t1, 3),
+    report = {**hist, "index_signals": signals.domains if signals is not None else None,
+              "feature_seconds": round(t1 - t0, 3), "fit_seconds": round(time.perf_counter() - t1, 3),
               "n_train": len(train), "n_validation": len(validation), **router.calibration.to_dict(),
               "validation": route_metrics(validation.labels, decided), "config": asdict(cfg)}
     return router, report
