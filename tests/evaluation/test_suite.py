@@ -308,3 +308,24 @@ def test_isolation_trade_off_reads_the_matrix(setup, tmp_path):
     assert trained["own_ratio"] < 1.0 and set(trained["others"]) == set(res["domains"]) - {"chemistry"}
     assert trained["mean_other"] == pytest.approx(sum(trained["others"].values()) / len(trained["others"]))
     assert "| chemistry@trained |" in markdown(res, "cmd") and plot(res, tmp_path / "p.png").stat().st_size > 0
+
+
+def test_the_check_set_counts_facts_held_and_answers_that_say_they_do_not_know(tmp_path):
+    from types import SimpleNamespace
+
+    from zephyra.evaluation.checkset import run
+
+    path = tmp_path / "check.jsonl"
+    path.write_text('{"prompt": "What is the capital of Peru?", "expect": ["Lima"]}\n'
+                    '{"prompt": "What is the symbol for iron?", "expect": ["Fe"]}\n'
+                    '{"prompt": "What is the capital of Solara?"}\n')
+    answers = {"What is the capital of Peru?": "The capital of Peru is LIMA. [1]",
+               "What is the symbol for iron?": "I do not know: none of my chemistry sources says.",
+               "What is the capital of Solara?": "I do not know: none of my geography sources says anything."}
+
+    class System:
+        def resolve(self, prompts, max_new_tokens):
+            return [SimpleNamespace(text=answers[p]) for p in prompts]
+
+    (r,) = run([path], system=System())
+    assert (r["prompts"], r["with_fact"], r["fact_held"], r["said_unknown"]) == (3, 2, 1, 2)

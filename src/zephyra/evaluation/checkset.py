@@ -15,11 +15,16 @@ from pathlib import Path
 ABSTAIN = "I do not know"
 
 
-def run(files: list[Path], max_new_tokens: int = 16) -> list[dict]:
+def run(files: list[Path], max_new_tokens: int = 16, system=None) -> list[dict]:
+    """Counts per file: prompts, those with a fact, facts held, answers that say they do not know. ``system``:
+    a loaded one (default: ``load_system()``, the quickstart's, closed afterwards)."""
     from ..io import read_jsonl
-    from ..resolve.system import load_system
 
-    system = load_system()
+    own = system is None
+    if own:
+        from ..resolve.system import load_system
+
+        system = load_system()
     out = []
     try:
         for path in files:
@@ -31,7 +36,8 @@ def run(files: list[Path], max_new_tokens: int = 16) -> list[dict]:
             out.append({"file": str(path), "prompts": len(rows), "with_fact": len(facts), "fact_held": held,
                         "said_unknown": sum(a.text.startswith(ABSTAIN) for a in answers)})
     finally:
-        system.close()
+        if own:
+            system.close()
     return out
 
 
