@@ -17,6 +17,7 @@ against other indexes is refused in one line.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArtifactError
+
+
+_TRAIN_RAW: dict[tuple, np.ndarray] = {}  # the last training prompts' raw signals (one entry)
 
 
 class IndexSignals:
@@ -71,7 +75,12 @@ class IndexSignals:
             raise ArtifactError(f"{root}: no knowledge index for any of the router's labels")
         n = len(domains) * cls.per_domain
         signals = cls(indexes, domains, np.zeros(n), np.ones(n), scale, str(root))
-        x = signals.raw(prompts, log)
+        key = (tuple((d, indexes[d].manifest.get("chunks_sha256")) for d in domains),
+               hashlib.sha256("\n".join(prompts).encode()).hexdigest())
+        if key not in _TRAIN_RAW:  # the quickstart fits two routers on the same prompts: look them up once
+            _TRAIN_RAW.clear()
+            _TRAIN_RAW[key] = signals.raw(prompts, log)
+        x = _TRAIN_RAW[key]
         signals.mean, signals.std = x.mean(0), x.std(0) + 1e-6
         return signals, signals.scaled(x)
 
