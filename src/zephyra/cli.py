@@ -21,6 +21,8 @@ from .data.index_cli import app as index_app
 from .evaluation.cli import app as eval_app
 from .resolve import cli as resolve_cli
 from .router.cli import app as router_app
+from .export.cli import export as export_verb
+from .serve.cli import serve as serve_verb
 from .training.cli import app as train_app
 
 app = clikit.app("Zephyra Resolve: one base model, many domain adapters, and a router between them.")
@@ -150,6 +152,8 @@ VERBS = {  # zephyra VERB: the function that runs it (quickstart, tokenizer and 
     "route": resolve_cli.route,
     "generate": resolve_cli.generate,
     "chat": resolve_cli.chat,
+    "serve": serve_verb,
+    "export": export_verb,
 }
 GROUPS = {  # zephyra GROUP VERB: the sub-app that holds the verbs
     "data": data_app,

@@ -24,13 +24,15 @@ RUNTIME = {
     "retrieval": set(),
     "router": {"adapters", "loader", "model", "retrieval"},
     "resolve": {"router", "adapters", "loader", "model", "retrieval"},
+    "serve": {"resolve", "router", "adapters", "loader", "model", "retrieval"},
 }
 BESIDE = {  # offline work: may use the runtime, never used by it
     "data": {"retrieval"},
     "training": {"adapters", "model", "tokenizer", "loader", "evaluation", "retrieval", "data"},
     "evaluation": {"adapters", "router", "resolve", "loader", "model", "data", "retrieval"},
-    "bench": {"adapters", "router", "resolve", "model", "tokenizer", "loader", "training", "evaluation"},
+    "bench": {"adapters", "router", "resolve", "model", "tokenizer", "loader", "training", "evaluation", "serve"},
     "pipeline": {"data", "training", "router", "resolve", "retrieval"},
+    "export": {"adapters", "loader", "model"},
 }
 TOP = {"cli", "__main__"}  # may import anything
 

@@ -1,0 +1,455 @@
+"""``zephyra serve``: an OpenAI-compatible HTTP server on the streaming engine, so the official ``openai`` client
+works unchanged; many clients share one continuous-batching loop (resolve/engine.py).
+
+    app = create_app(load_system(), api_keys=["sk-local"])
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+
+    client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="sk-local")
+    client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Who is Polonius?"}])
+
+Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions`` (both with ``stream``), ``GET /v1/models``,
+``GET /v1/models/{id}``, ``GET /health`` (liveness), ``GET /ready`` (the system is loaded and taking requests),
+``GET /metrics`` (Prometheus, serve/metrics.py). ``model`` is ``auto`` (routed by tiny ada), ``base``, an adapter's
+name or ``NAME@VERSION``. Every answer says what served it: a ``zephyra`` object ``{"adapter", "version",
+"confidence", "runner_up", "sources", "note"}`` and the headers ``x-zephyra-adapter``, ``x-zephyra-version``,
+``x-request-id`` (the client's own when it sent one).
+
+Refusals are OpenAI's error object with one line: 400 (a bad body: serve/schema.py; a prompt too long for the
+context; ``max_tokens`` too large), 401 (no or a wrong key: keys are compared by SHA-256 digest), 404 (an unknown
+model or version), 429 with ``Retry-After`` (``max_pending`` requests already admitted: the queue is bounded, so a
+burst is refused rather than slowing everyone), 503 (shutting down). A client that disconnects cancels its request
+(its row leaves the batch at the next step). On shutdown the engine stops; requests still running end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi import Request as HTTPRequest
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import RequestError
+from ..resolve.engine import BASE, Request, Route
+from .metrics import Metrics
+from .schema import BadRequest, ServeRequest, chat_request, completion_request, error_body
+
+AUTO = "auto"
+VERSION_CHARS = 12
+
+
+def adapter_version(adapter_dir: str | Path) -> str:
+    """An adapter's version: the first hex digits of the hash of its files (weights and config; not the manifest,
+    which records when it was written)."""
+    from ..io import sha256_dir
+
+    return sha256_dir(adapter_dir)[:VERSION_CHARS]
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class Server:
+    """What the routes share: the system, the keys' digests, the bounded admission count, the metrics."""
+
+    def __init__(self, system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None):
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1, got {max_pending}")
+        self.system = system
+        self.keys = [_digest(k) for k in api_keys if k]
+        self.max_pending, self.pending, self.closing = max_pending, 0, False
+        self.max_tokens = max_tokens or max(1, system.context // 2)  # the rest of the context is the prompt's
+        self.metrics = Metrics()
+        self.versions = {name: adapter_version(d) for name, d in system.adapter_dirs.items()}
+        self.base_name = str(system.paths.get("base") or "base")
+        self.created = int(time.time())
+        self._batcher = SubmitBatcher(system)
+
+    # --- checks ---
+    def authorise(self, header: str | None) -> None:
+        if not self.keys:
+            return
+        scheme, _, key = (header or "").partition(" ")
+        given = _digest(key.strip()) if scheme.lower() == "bearer" and key.strip() else b""
+        if not any(hmac.compare_digest(given, k) for k in self.keys):
+            raise BadRequest("invalid or missing API key: send 'Authorization: Bearer KEY'", status=401,
+                             code="invalid_api_key")
+
+    def model_choice(self, model: str) -> str:
+        """The adapter ``model`` names ("auto", "base", a name, NAME@VERSION), or a 404."""
+        name, at, version = model.partition("@")
+        known = [AUTO, BASE, *self.versions]
+        if name not in known or (at and name in (AUTO, BASE)):
+            raise BadRequest(f"the model {model!r} does not exist; known: {', '.join(known)}", status=404,
+                             param="model", code="model_not_found")
+        if name == AUTO and self.system.router is None:
+            raise BadRequest("model 'auto' needs a router and this server has none", status=404, param="model",
+                             code="model_not_found")
+        if at and version != self.versions[name]:
+            raise BadRequest(f"adapter {name!r} has no version {version!r}; serving {name}@{self.versions[name]}",
+                             status=404, param="model", code="model_not_found")
+        return name
+
+    def check_length(self, req: ServeRequest) -> None:
+        from ..chat import encode_prompt
+
+        try:
+            n = len(encode_prompt(self.system.tokenizer, req.prompt, req.fmt))
+        except RequestError as e:
+            raise BadRequest(str(e)) from None
+        room = self.system.context - req.sampling.max_tokens
+        if n > room:
+            raise BadRequest(f"the prompt is {n} tokens; with max_tokens {req.sampling.max_tokens} the "
+                             f"{self.system.context}-token context leaves room for {room}", param="messages",
+                             code="context_length_exceeded")
+
+    def model_list(self) -> list[dict]:
+        rows = [{"id": BASE, "object": "model", "created": self.created, "owned_by": "zephyra", "parent": None,
+                 "version": None, "domain": None}]
+        if self.system.router is not None:
+            rows.insert(0, {"id": AUTO, "object": "model", "created": self.created, "owned_by": "zephyra",
+                            "parent": self.base_name, "version": None, "domain": "routed"})
+        for name, version in self.versions.items():
+            rows.append({"id": name, "object": "model", "created": self.created, "owned_by": "zephyra",
+                         "parent": self.base_name, "version": version, "domain": name})
+        return rows
+
+    # --- one request ---
+    async def submit(self, req: ServeRequest, adapter: str, request_id: str):
+        request = Request(req.prompt, adapter=adapter, sampling=req.sampling, fmt=req.fmt, request_id=request_id)
+        return await asyncio.wrap_future(self._batcher.put(request))
+
+    def served(self, stream, adapter: str) -> tuple[Route, dict]:
+        """(route, the response's ``zephyra`` object)."""
+        g = stream.grounding
+        route = stream.route or (g.route if g is not None and g.route is not None else None) \
+            or Route(g.adapter if g is not None else adapter)
+        name = route.adapter
+        info = {"adapter": name, "version": self.versions.get(name), "confidence": route.confidence,
+                "runner_up": route.runner_up, "sources": list(g.sources) if g is not None else [],
+                "note": g.note if g is not None else None}
+        return route, info
+
+
+class SubmitBatcher:
+    """Routing and retrieval for the requests that arrived together, in one call: a worker thread takes every
+    request queued since its last call and hands them to ``system.submit_many`` (one router pass, one search per
+    index for the lot), so concurrent clients do not wait behind each other's MiniLM and BM25 calls. A batch that
+    is refused (``submit_many`` checks every request first) is retried one by one, so one bad request fails
+    alone."""
+
+    def __init__(self, system):
+        self.system = system
+        self._queue: list[tuple[Request, concurrent.futures.Future]] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="zephyra-serve-submit", daemon=True)
+        self._thread.start()
+
+    def put(self, request: Request) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        with self._cond:
+            self._queue.append((request, fut))
+            self._cond.notify()
+        return fut
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue)
+                batch, self._queue = self._queue, []
+            try:
+                streams = self.system.submit_many([r for r, _ in batch])
+            except Exception:  # noqa: BLE001  find which one: each alone
+                for request, fut in batch:
+                    try:
+                        fut.set_result(self.system.submit(request))
+                    except Exception as e:  # noqa: BLE001  the caller turns it into a response
+                        fut.set_exception(e)
+                continue
+            for (_, fut), stream in zip(batch, streams):
+                fut.set_result(stream)
+
+
+def _fixed_answer(stream) -> str | None:
+    """A grounded answer that does not depend on the generation (it says it does not know, or it quotes the best
+    passage: resolve/grounding.py), else None."""
+    g = stream.grounding
+    if g is not None and (g.abstain is not None or (g.sources and g.answer_mode == "quote")):
+        return g.final("")[0]
+    return None
+
+
+def _finish(reason: str | None) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None):
+    """The FastAPI application serving ``system`` (resolve/system.py). ``system.close()`` runs at shutdown."""
+    server = Server(system, api_keys=api_keys, max_pending=max_pending, max_tokens=max_tokens)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        server.closing = True
+        await asyncio.get_running_loop().run_in_executor(None, system.close)
+
+    app = FastAPI(title="Zephyra", version="0.1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.server = server
+
+    def refuse(e: BadRequest, endpoint: str, request_id: str | None = None) -> JSONResponse:
+        server.metrics.requests.labels(endpoint, "-", "-", str(e.status)).inc()
+        headers = dict(e.headers)
+        if request_id:
+            headers["x-request-id"] = request_id
+        return JSONResponse(e.body(), status_code=e.status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):  # unknown paths and methods: OpenAI's error shape too
+        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request, exc):
+        return JSONResponse(error_body(f"internal error: {type(exc).__name__}: {exc}"[:300], "server_error"),
+                            status_code=500)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready():
+        if server.closing:
+            return JSONResponse({"status": "shutting down"}, status_code=503)
+        return {"status": "ready", "adapters": list(server.versions), "router": system.router is not None,
+                "pending": server.pending, "max_pending": server.max_pending}
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(server.metrics.render(), media_type=server.metrics.content_type)
+
+    @app.get("/v1/models")
+    async def models(request: HTTPRequest):
+        try:
+            server.authorise(request.headers.get("authorization"))
+        except BadRequest as e:
+            return refuse(e, "models")
+        return {"object": "list", "data": server.model_list()}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str, request: HTTPRequest):
+        try:
+            server.authorise(request.headers.get("authorization"))
+            name = server.model_choice(model_id)
+        except BadRequest as e:
+            return refuse(e, "models")
+        return next(m for m in server.model_list() if m["id"] == name)
+
+    async def serve(request: HTTPRequest, endpoint: str):
+        rid = request.headers.get("x-request-id") or f"req-{uuid.uuid4().hex[:16]}"
+        try:
+            server.authorise(request.headers.get("authorization"))
+            if server.closing:
+                raise BadRequest("the server is shutting down", status=503, type="server_error",
+                                 headers={"Retry-After": "5"})
+            raw = await request.body()
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                raise BadRequest("the request body is not valid JSON") from None
+            parse = chat_request if endpoint == "chat" else completion_request
+            req = parse(body, server.max_tokens)
+            adapter = server.model_choice(req.model)
+            server.check_length(req)
+            if server.pending >= server.max_pending:
+                raise BadRequest(f"{server.pending} requests are already in progress (the limit); retry shortly",
+                                 status=429, type="rate_limit_error", code="rate_limit_exceeded",
+                                 headers={"Retry-After": "1"})
+        except BadRequest as e:
+            return refuse(e, endpoint, rid)
+        except RequestError as e:  # what the sampling settings or the chat encoder refuse
+            return refuse(BadRequest(str(e)), endpoint, rid)
+        server.pending += 1
+        server.metrics.pending.set(server.pending)
+        started = time.perf_counter()
+        try:
+            stream = await server.submit(req, adapter, rid)
+        except RequestError as e:
+            _release(server)
+            return refuse(BadRequest(str(e)), endpoint, rid)
+        except BaseException:
+            _release(server)
+            raise
+        fixed = _fixed_answer(stream)
+        if fixed is not None:
+            stream.cancel()  # the answer is known: free the row
+        events = stream.__aiter__()
+        first = None
+        if fixed is None:
+            try:
+                first = await events.__anext__()  # the route of an in-model router is decided in the prefill
+            except BaseException:
+                stream.cancel()
+                _release(server)
+                raise
+        route, info = server.served(stream, adapter)
+        version = info["version"] or "-"
+        labels = (route.adapter, version)
+        if adapter == AUTO:
+            server.metrics.routed.labels(route.adapter).inc()
+            if route.adapter == BASE:
+                server.metrics.abstained.inc()
+        headers = {"x-zephyra-adapter": route.adapter, "x-zephyra-version": version, "x-request-id": rid}
+        model_id = route.adapter if info["version"] is None else f"{route.adapter}@{info['version']}"
+        created = int(time.time())
+        kind = "chat.completion" if endpoint == "chat" else "text_completion"
+        prefix = "chatcmpl-" if endpoint == "chat" else "cmpl-"
+
+        def choice(text: str | None, finish: str | None, delta: bool, role: bool = False) -> dict:
+            if endpoint == "chat":
+                if delta:
+                    d = {"role": "assistant"} if role else {}
+                    if text is not None:
+                        d["content"] = text
+                    return {"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}
+                return {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                        "finish_reason": finish}
+            return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+
+        def usage(completion_tokens: int) -> dict:
+            return {"prompt_tokens": stream.prompt_tokens, "completion_tokens": completion_tokens,
+                    "total_tokens": stream.prompt_tokens + completion_tokens}
+
+        def account(status: int, completion_tokens: int, first_token_at: float | None):
+            m = server.metrics
+            m.requests.labels(endpoint, *labels, str(status)).inc()
+            m.prompt_tokens.labels(*labels).inc(stream.prompt_tokens)
+            m.completion_tokens.labels(*labels).inc(completion_tokens)
+            if first_token_at is not None:
+                m.ttft.labels(*labels).observe(first_token_at - started)
+            m.latency.labels(endpoint, *labels).observe(time.perf_counter() - started)
+
+        def tokens_of(text: str) -> int:
+            return len(system.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+        async def generated():
+            """(text piece, finish_reason, now) for each event, the first one included."""
+            ev = first
+            while ev is not None:
+                yield ev
+                if ev.finish_reason is not None:
+                    return
+                ev = await events.__anext__()
+
+        if not req.stream:
+            try:
+                if fixed is not None:
+                    text, finish, n_tokens, first_at = fixed, "stop", tokens_of(fixed), time.perf_counter()
+                else:
+                    watcher = asyncio.create_task(_watch_disconnect(request, stream))
+                    try:
+                        async for _ in generated():
+                            pass
+                    finally:
+                        watcher.cancel()
+                    c = stream.completion
+                    if c.finish_reason == "error":
+                        raise RuntimeError(c.error)
+                    g = stream.grounding
+                    text = g.final(c.text)[0] if g is not None and g.sources else c.text
+                    finish, n_tokens = _finish(c.finish_reason), c.completion_tokens
+                    first_at = started + c.first_token_s if c.first_token_s is not None else None
+                account(200, n_tokens, first_at)
+                body = {"id": prefix + rid, "object": kind, "created": created, "model": model_id,
+                        "choices": [choice(text, finish, delta=False)], "usage": usage(n_tokens), "zephyra": info}
+                return JSONResponse(body, headers=headers)
+            finally:
+                _release(server)
+
+        async def sse():
+            n_tokens, first_at, last_at = 0, None, None
+            status = 200
+            try:
+                head = {"id": prefix + rid, "object": kind + (".chunk" if endpoint == "chat" else ""),
+                        "created": created, "model": model_id}
+                yield {"data": json.dumps({**head, "choices": [choice("" if endpoint == "chat" else None, None,
+                                                                       True, role=True)], "zephyra": info})}
+                g = stream.grounding
+                buffered = g is not None and bool(g.sources) and fixed is None  # cited / generate: the final text
+                if fixed is not None:
+                    pieces = [w + " " for w in fixed.split(" ")[:-1]] + [fixed.split(" ")[-1]]
+                    first_at = time.perf_counter()
+                    for piece in pieces:
+                        yield {"data": json.dumps({**head, "choices": [choice(piece, None, True)]})}
+                    n_tokens, finish = tokens_of(fixed), "stop"
+                else:
+                    finish = "stop"
+                    async for ev in generated():
+                        now = time.perf_counter()
+                        if ev.tokens:
+                            if first_at is None:
+                                first_at = now
+                            elif last_at is not None:
+                                server.metrics.inter_token.labels(*labels).observe(now - last_at)
+                            last_at = now
+                        if ev.text and not buffered:
+                            yield {"data": json.dumps({**head, "choices": [choice(ev.text, None, True)]})}
+                        if ev.finish_reason is not None:
+                            finish = _finish(ev.finish_reason)
+                    c = stream.completion
+                    if c is not None and c.finish_reason == "error":
+                        status = 500
+                        yield {"data": json.dumps(error_body(f"generation failed: {c.error}", "server_error"))}
+                        return
+                    n_tokens = c.completion_tokens if c is not None else 0
+                    if buffered and c is not None:
+                        yield {"data": json.dumps({**head, "choices": [choice(g.final(c.text)[0], None, True)]})}
+                yield {"data": json.dumps({**head, "choices": [choice(None, finish, True)]})}
+                if req.include_usage:
+                    yield {"data": json.dumps({**head, "choices": [], "usage": usage(n_tokens)})}
+                yield {"data": "[DONE]"}
+            except asyncio.CancelledError:  # the client went away
+                status = 499
+                raise
+            finally:
+                stream.cancel()
+                account(status, n_tokens, first_at)
+                _release(server)
+
+        return EventSourceResponse(sse(), headers=headers, ping=15)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: HTTPRequest):
+        return await serve(request, "chat")
+
+    @app.post("/v1/completions")
+    async def completions(request: HTTPRequest):
+        return await serve(request, "completions")
+
+    return app
+
+
+def _release(server: Server) -> None:
+    server.pending -= 1
+    server.metrics.pending.set(server.pending)
+
+
+async def _watch_disconnect(request, stream, every: float = 0.25) -> None:
+    """Cancel ``stream`` when the client of a non-streaming request disconnects."""
+    while not stream.done:
+        if await request.is_disconnected():
+            stream.cancel()
+            return
+        await asyncio.sleep(every)

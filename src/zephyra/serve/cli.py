@@ -1,0 +1,55 @@
+"""``zephyra serve``: the OpenAI-compatible server (serve/app.py) on a loaded system.
+
+    zephyra serve                                   # 127.0.0.1:8000, the quickstart's system, no key
+    zephyra serve --port 8080 --api-key sk-local --api-key-file keys.txt
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import clikit
+from ..resolve.cli import AdaptersOpt, BaseOpt, IndexOpt, RouterOpt
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free one, printed)")] = 8000,
+    api_key: Annotated[list[str] | None, typer.Option("--api-key", help="a key clients must send as "
+                                                      "'Authorization: Bearer KEY' (repeatable; none: open)")] = None,
+    api_key_file: Annotated[Path | None, typer.Option(help="a file of keys, one a line ('#' comments)")] = None,
+    max_pending: Annotated[int, typer.Option(min=1, help="requests admitted at once; more get 429")] = 64,
+    base: BaseOpt = None,
+    adapters: AdaptersOpt = None,
+    router: RouterOpt = None,
+    index: IndexOpt = None,
+) -> None:
+    """Serve the system over HTTP, OpenAI-compatible: /v1/chat/completions, /v1/completions, /v1/models, /health,
+    /ready, /metrics. model = auto | base | ADAPTER | ADAPTER@VERSION.
+
+    zephyra serve --port 8000 --api-key sk-local
+    """
+    keys = list(api_key or [])
+    if api_key_file is not None:
+        try:
+            lines = api_key_file.read_text().splitlines()
+        except OSError as e:
+            clikit.fail(f"cannot read --api-key-file {api_key_file}: {e.strerror}")
+        keys += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        if not keys:
+            clikit.fail(f"--api-key-file {api_key_file} holds no key")
+    import uvicorn
+
+    from ..resolve.cli import open_system
+    from .app import create_app
+
+    system = open_system(base, adapters, router, index=index)
+    app = create_app(system, api_keys=keys, max_pending=max_pending)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    typer.echo(f"serving {len(system.adapters)} adapters{' and a router' if system.router else ''} on "
+               f"http://{host}:{port}/v1 ({'key required' if keys else 'no key'})", err=True)
+    server.run()

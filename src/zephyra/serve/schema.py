@@ -1,0 +1,153 @@
+"""The OpenAI wire format, read by hand: a request body -> a checked ``ServeRequest``, and the response and error
+objects. Every problem is a ``BadRequest`` with one line naming the field (an HTTP 400 in OpenAI's error shape),
+never a 422 listing a schema or a 500: the body is parsed here, not by a model class, so that the message is ours
+and fuzzed input cannot reach the engine.
+
+    req = chat_request(json_body)      # ServeRequest(model, messages, sampling, stream, include_usage, user)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..resolve.sampling import SamplingParams
+
+MAX_STOP = 4  # OpenAI's limit on stop sequences
+
+
+class BadRequest(ValueError):
+    """A request the API refuses: ``status`` (400, 401, 404, 429, 503), one-line ``message``, OpenAI ``type`` and
+    ``param``."""
+
+    def __init__(self, message: str, *, status: int = 400, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.message, self.status, self.type, self.param, self.code = message, status, type, param, code
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return error_body(self.message, self.type, self.param, self.code)
+
+
+def error_body(message: str, type: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict:
+    """OpenAI's error object: ``{"error": {"message", "type", "param", "code"}}``."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+@dataclass
+class ServeRequest:
+    model: str
+    prompt: list[dict] | str  # chat: checked messages; completions: the text to continue
+    sampling: SamplingParams
+    stream: bool = False
+    include_usage: bool = False
+    user: str | None = None
+    fmt: str = "chat"
+    extra: dict = field(default_factory=dict)
+
+
+def _number(body: dict, name: str, lo: float, hi: float, default, integer: bool = False):
+    value = body.get(name)
+    if value is None:
+        return default
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or (isinstance(value, float) and not math.isfinite(value)):
+        kind = "an integer" if integer else "a number"
+        raise BadRequest(f"{name} must be {kind}, got {type(value).__name__}", param=name)
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be between {lo} and {hi}, got {value}", param=name)
+    return value
+
+
+def _text_content(content, where: str) -> str:
+    """A message's content: a string, or OpenAI's list of parts of which only text parts are readable here."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for i, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise BadRequest(f"{where}.content[{i}] must be a text part {{'type': 'text', 'text': ...}}",
+                                 param=f"{where}.content")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise BadRequest(f"{where}.content must be a string or a list of text parts, got {type(content).__name__}",
+                     param=f"{where}.content")
+
+
+def _common(body, max_tokens_cap: int) -> tuple[str, SamplingParams, bool, bool, str | None]:
+    if not isinstance(body, dict):
+        raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model is required: 'auto', 'base', an adapter name or NAME@VERSION", param="model")
+    n = _number(body, "n", 1, 1, 1, integer=True)
+    del n  # one choice per request (OpenAI's n > 1 is refused above)
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 1, max_tokens_cap, 64, integer=True)
+    stop = body.get("stop")
+    if stop is None:
+        stop = []
+    elif isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or len(stop) > MAX_STOP or not all(isinstance(s, str) and s for s in stop):
+        raise BadRequest(f"stop must be a non-empty string or a list of up to {MAX_STOP} of them", param="stop")
+    bias = body.get("logit_bias") or {}
+    if not isinstance(bias, dict):
+        raise BadRequest("logit_bias must be an object {token id: bias}", param="logit_bias")
+    logit_bias = {}
+    for k, v in bias.items():
+        if not (isinstance(k, str) and k.isdigit()) or isinstance(v, bool) or not isinstance(v, (int, float)) \
+                or not -100 <= v <= 100:
+            raise BadRequest(f"logit_bias maps token ids to numbers in [-100, 100], got {k!r}: {v!r}",
+                             param="logit_bias")
+        logit_bias[int(k)] = float(v)
+    seed = _number(body, "seed", -(2**63), 2**63 - 1, None, integer=True)
+    sampling = SamplingParams(max_tokens=max_tokens, temperature=float(_number(body, "temperature", 0, 2, 0.0)),
+                              top_p=max(float(_number(body, "top_p", 0, 1, 1.0)), 1e-9), stop=stop,
+                              seed=None if seed is None else seed % 2**63, logit_bias=logit_bias)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("stream must be true or false", param="stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        raise BadRequest("stream_options must be an object like {'include_usage': true}", param="stream_options")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise BadRequest("user must be a string", param="user")
+    return model, sampling, stream, bool(options.get("include_usage", False)), user
+
+
+def chat_request(body, max_tokens_cap: int) -> ServeRequest:
+    """``POST /v1/chat/completions``'s body, checked."""
+    model, sampling, stream, usage, user = _common(body, max_tokens_cap)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("messages must be a non-empty list of {'role', 'content'} objects", param="messages")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise BadRequest(f"messages[{i}] must be an object with 'role' and 'content'", param="messages")
+        role = m.get("role")
+        if role == "developer":  # OpenAI's newer name for the system role
+            role = "system"
+        if role not in ("system", "user", "assistant"):
+            raise BadRequest(f"messages[{i}].role must be system, user or assistant, got {role!r}",
+                             param="messages")
+        out.append({"role": role, "content": _text_content(m.get("content"), f"messages[{i}]")})
+    if not any(m["content"].strip() for m in out if m["role"] != "assistant"):
+        raise BadRequest("the prompt is empty", param="messages")
+    return ServeRequest(model, out, sampling, stream, usage, user, "chat")
+
+
+def completion_request(body, max_tokens_cap: int) -> ServeRequest:
+    """``POST /v1/completions``'s body, checked: ``prompt`` is one string (or a list of one)."""
+    model, sampling, stream, usage, user = _common(body, max_tokens_cap)
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BadRequest("prompt must be a non-empty string (one prompt per request)", param="prompt")
+    return ServeRequest(model, prompt, sampling, stream, usage, user, "raw")
