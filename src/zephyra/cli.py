@@ -22,6 +22,7 @@ from .evaluation.cli import app as eval_app
 from .resolve import cli as resolve_cli
 from .router.cli import app as router_app
 from .export.cli import export as export_verb
+from .registry.cli import app as registry_app
 from .serve.cli import serve as serve_verb
 from .training.cli import app as train_app
 
@@ -163,6 +164,7 @@ GROUPS = {  # zephyra GROUP VERB: the sub-app that holds the verbs
     "eval": eval_app,
     "tokenizer": tokenizer_app,
     "bench": bench_app,
+    "registry": registry_app,
 }
 for _name, _fn in VERBS.items():
     app.command(_name)(_fn)

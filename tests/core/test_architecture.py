@@ -24,7 +24,8 @@ RUNTIME = {
     "retrieval": set(),
     "router": {"adapters", "loader", "model", "retrieval"},
     "resolve": {"router", "adapters", "loader", "model", "retrieval"},
-    "serve": {"resolve", "router", "adapters", "loader", "model", "retrieval"},
+    "registry": set(),
+    "serve": {"resolve", "router", "adapters", "loader", "model", "retrieval", "registry"},
 }
 BESIDE = {  # offline work: may use the runtime, never used by it
     "data": {"retrieval"},
