@@ -33,6 +33,7 @@ from ..errors import ArtifactError
 from ..io import atomic_directory, atomic_write_json, sha256_dir
 
 VERSION_CHARS = 12
+META = ".registry.json"  # what the registry adds to a stored version: kind, source, when, metrics
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -52,7 +53,7 @@ def artifact_kind(path: Path) -> str:
 def version_of(path: str | os.PathLike) -> str:
     """An artifact's version: the first hex digits of the hash of its files (not its manifest, which records when
     it was written): the same string ``zephyra serve`` reports."""
-    return sha256_dir(path)[:VERSION_CHARS]
+    return sha256_dir(path, exclude=("manifest.json", META))[:VERSION_CHARS]
 
 
 @dataclass
@@ -93,7 +94,7 @@ class Registry:
         for v in (self._known(name) / "versions").iterdir():
             if v.name.startswith("."):
                 continue
-            meta = json.loads((v / ".registry.json").read_text()) if (v / ".registry.json").is_file() else {}
+            meta = json.loads((v / META).read_text()) if (v / META).is_file() else {}
             out.append({"version": v.name, "kind": meta.get("kind"), "pushed": meta.get("pushed"), "path": str(v),
                         "metrics": meta.get("metrics", {})})
         return sorted(out, key=lambda r: (r["pushed"] or "", r["version"]))
@@ -156,7 +157,7 @@ class Registry:
         with atomic_directory(target) as tmp:
             shutil.copytree(src, tmp, dirs_exist_ok=True)
             manifest = json.loads((src / "manifest.json").read_text()) if (src / "manifest.json").is_file() else {}
-            (tmp / ".registry.json").write_text(json.dumps(
+            (tmp / META).write_text(json.dumps(
                 {"kind": kind, "source": str(src.resolve()), "pushed": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                      time.gmtime()),
                  "metrics": manifest.get("metrics", {}), "base": (manifest.get("base") or {}).get("fingerprint")}))

@@ -169,17 +169,19 @@ class System:
 def load_system(base: str | os.PathLike = DEFAULT_BASE, adapters_dir: str | os.PathLike | None = DEFAULT_ADAPTERS,
                 router_dir: str | os.PathLike | None = DEFAULT_ROUTER, *, fmt: str = "chat",
                 max_batch: int = 32, index_root: str | os.PathLike | None = None,
-                answer: str | None = None) -> System:
+                answer: str | None = None, adapter_dirs: dict[str, Path] | None = None) -> System:
     """Load a system. ``base`` must be a model directory (with its tokenizer); an absent ``adapters_dir`` or
     ``router_dir`` (or None) leaves that part out and says so in ``notes``. A router or adapter trained on another
-    base is refused (their fingerprints), in one line."""
+    base is refused (their fingerprints), in one line. ``adapter_dirs`` ({name: directory}) serves exactly those
+    adapters instead of scanning ``adapters_dir`` (a registry's versions: ``zephyra serve --registry``)."""
     from ..adapters.scan import scan_adapters
     from ..loader import load_model
     from ..router.artifact import load_router
 
     model, tokenizer = load_model(base)
     notes = []
-    adapter_dirs = scan_adapters(adapters_dir)
+    adapter_dirs = {k: Path(v) for k, v in adapter_dirs.items()} if adapter_dirs is not None \
+        else scan_adapters(adapters_dir)
     if adapters_dir is not None and not adapter_dirs:
         notes.append(f"no adapters under {adapters_dir}")
     router = None

@@ -43,19 +43,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import RequestError
 from ..resolve.engine import BASE, Request, Route
+from .deploy import canary_arm
 from .metrics import Metrics
 from .schema import BadRequest, ServeRequest, chat_request, completion_request, error_body
 
 AUTO = "auto"
-VERSION_CHARS = 12
 
 
 def adapter_version(adapter_dir: str | Path) -> str:
     """An adapter's version: the first hex digits of the hash of its files (weights and config; not the manifest,
-    which records when it was written)."""
-    from ..io import sha256_dir
+    which records when it was written): the registry's version string (registry/store.py)."""
+    from ..registry.store import version_of
 
-    return sha256_dir(adapter_dir)[:VERSION_CHARS]
+    return version_of(adapter_dir)
 
 
 def _digest(key: str) -> bytes:
@@ -65,7 +65,8 @@ def _digest(key: str) -> bytes:
 class Server:
     """What the routes share: the system, the keys' digests, the bounded admission count, the metrics."""
 
-    def __init__(self, system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None):
+    def __init__(self, system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None,
+                 canaries: dict | None = None):
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending}")
         self.system = system
@@ -73,7 +74,11 @@ class Server:
         self.max_pending, self.pending, self.closing = max_pending, 0, False
         self.max_tokens = max_tokens or max(1, system.context // 2)  # the rest of the context is the prompt's
         self.metrics = Metrics()
-        self.versions = {name: adapter_version(d) for name, d in system.adapter_dirs.items()}
+        # a registry's canaries are loaded beside their stable versions, as NAME@VERSION (serve/deploy.py)
+        self.canaries = dict(canaries or {})
+        canary_keys = {c.key(n): n for n, c in self.canaries.items()}
+        self.versions = {name: adapter_version(d) for name, d in system.adapter_dirs.items() if name not in canary_keys}
+        self.canary_versions = {n: c.version for n, c in self.canaries.items()}
         self.base_name = str(system.paths.get("base") or "base")
         self.created = int(time.time())
         self._batcher = SubmitBatcher(system)
@@ -98,10 +103,36 @@ class Server:
         if name == AUTO and self.system.router is None:
             raise BadRequest("model 'auto' needs a router and this server has none", status=404, param="model",
                              code="model_not_found")
+        if at and version == self.canary_versions.get(name):
+            return self.canaries[name].key(name)
         if at and version != self.versions[name]:
             raise BadRequest(f"adapter {name!r} has no version {version!r}; serving {name}@{self.versions[name]}",
                              status=404, param="model", code="model_not_found")
         return name
+
+    def assign(self, req: ServeRequest, adapter: str, request_id: str) -> tuple[str, Route | None, str | None]:
+        """(the adapter to run, the router's decision when it was asked here, the canary arm): an adapter with a
+        canary sends ``percent`` of its users (``user``, else the conversation's first message) to the canary.
+        An ``auto`` request is routed here first, when any adapter has a canary, so its arm can be chosen."""
+        from ..resolve.engine import served_route
+
+        if not self.canaries or "@" in adapter or adapter == BASE:
+            return adapter, None, None
+        route = None
+        if adapter == AUTO:
+            text = req.prompt if isinstance(req.prompt, str) else \
+                next((m["content"] for m in reversed(req.prompt) if m["role"] == "user"), req.prompt[-1]["content"])
+            decision = self.system.route([text])[0]
+            route = served_route(decision, set(self.system.adapters), "top1", 2)
+            adapter = route.adapter
+        if adapter not in self.canaries:
+            return adapter, route, None
+        first = req.prompt if isinstance(req.prompt, str) else next(
+            (m["content"] for m in req.prompt if m["role"] == "user"), "")
+        arm = canary_arm(adapter, self.canaries[adapter], req.user or first or request_id)
+        self.metrics.canary.labels(adapter, self.canary_versions[adapter] if arm == "canary"
+                                   else self.versions.get(adapter, "-"), arm).inc()
+        return (self.canaries[adapter].key(adapter) if arm == "canary" else adapter), route, arm
 
     def check_length(self, req: ServeRequest) -> None:
         from ..chat import encode_prompt
@@ -123,8 +154,11 @@ class Server:
             rows.insert(0, {"id": AUTO, "object": "model", "created": self.created, "owned_by": "zephyra",
                             "parent": self.base_name, "version": None, "domain": "routed"})
         for name, version in self.versions.items():
-            rows.append({"id": name, "object": "model", "created": self.created, "owned_by": "zephyra",
-                         "parent": self.base_name, "version": version, "domain": name})
+            row = {"id": name, "object": "model", "created": self.created, "owned_by": "zephyra",
+                   "parent": self.base_name, "version": version, "domain": name}
+            if name in self.canaries:
+                row["canary"] = {"version": self.canaries[name].version, "percent": self.canaries[name].percent}
+            rows.append(row)
         return rows
 
     # --- one request ---
@@ -132,15 +166,23 @@ class Server:
         request = Request(req.prompt, adapter=adapter, sampling=req.sampling, fmt=req.fmt, request_id=request_id)
         return await asyncio.wrap_future(self._batcher.put(request))
 
-    def served(self, stream, adapter: str) -> tuple[Route, dict]:
-        """(route, the response's ``zephyra`` object)."""
+    def served(self, stream, adapter: str, decided: Route | None = None, arm: str | None = None
+               ) -> tuple[Route, dict]:
+        """(route, the response's ``zephyra`` object). ``decided``: the router's decision made before submitting
+        (a canary assignment); ``arm``: "stable" or "canary" when the adapter has a canary."""
         g = stream.grounding
         route = stream.route or (g.route if g is not None and g.route is not None else None) \
             or Route(g.adapter if g is not None else adapter)
-        name = route.adapter
-        info = {"adapter": name, "version": self.versions.get(name), "confidence": route.confidence,
-                "runner_up": route.runner_up, "sources": list(g.sources) if g is not None else [],
+        key = route.adapter
+        name, _, canary_version = key.partition("@")
+        version = canary_version or self.versions.get(name)
+        shown = decided if decided is not None and route.adapter != BASE else route
+        route = Route(name, shown.confidence, shown.scores, route.weights)
+        info = {"adapter": name, "version": version, "confidence": shown.confidence,
+                "runner_up": shown.runner_up, "sources": list(g.sources) if g is not None else [],
                 "note": g.note if g is not None else None}
+        if arm is not None:
+            info["canary"] = arm
         return route, info
 
 
@@ -196,9 +238,11 @@ def _finish(reason: str | None) -> str:
     return "length" if reason == "length" else "stop"
 
 
-def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None):
-    """The FastAPI application serving ``system`` (resolve/system.py). ``system.close()`` runs at shutdown."""
-    server = Server(system, api_keys=api_keys, max_pending=max_pending, max_tokens=max_tokens)
+def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None,
+               canaries: dict | None = None):
+    """The FastAPI application serving ``system`` (resolve/system.py). ``system.close()`` runs at shutdown.
+    ``canaries``: {adapter: serve.deploy.Canary}, each loaded in ``system`` as NAME@VERSION beside the stable one."""
+    server = Server(system, api_keys=api_keys, max_pending=max_pending, max_tokens=max_tokens, canaries=canaries)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -284,7 +328,10 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
         server.pending += 1
         server.metrics.pending.set(server.pending)
         started = time.perf_counter()
+        requested = adapter
         try:
+            adapter, decided, arm = (await asyncio.get_running_loop().run_in_executor(
+                None, server.assign, req, adapter, rid)) if server.canaries else (adapter, None, None)
             stream = await server.submit(req, adapter, rid)
         except RequestError as e:
             _release(server)
@@ -304,10 +351,10 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
                 stream.cancel()
                 _release(server)
                 raise
-        route, info = server.served(stream, adapter)
+        route, info = server.served(stream, adapter, decided, arm)
         version = info["version"] or "-"
         labels = (route.adapter, version)
-        if adapter == AUTO:
+        if requested == AUTO:
             server.metrics.routed.labels(route.adapter).inc()
             if route.adapter == BASE:
                 server.metrics.abstained.inc()

@@ -26,11 +26,15 @@ def serve(
     adapters: AdaptersOpt = None,
     router: RouterOpt = None,
     index: IndexOpt = None,
+    registry: Annotated[Path | None, typer.Option(help="serve each adapter's stable version from this registry, "
+                                                   "and its canary to its share of users (instead of --adapters)")
+                        ] = None,
 ) -> None:
     """Serve the system over HTTP, OpenAI-compatible: /v1/chat/completions, /v1/completions, /v1/models, /health,
     /ready, /metrics. model = auto | base | ADAPTER | ADAPTER@VERSION.
 
     zephyra serve --port 8000 --api-key sk-local
+    zephyra serve --registry runs/registry         # stable versions, canaries to their share of users
     """
     keys = list(api_key or [])
     if api_key_file is not None:
@@ -46,8 +50,18 @@ def serve(
     from ..resolve.cli import open_system
     from .app import create_app
 
-    system = open_system(base, adapters, router, index=index)
-    app = create_app(system, api_keys=keys, max_pending=max_pending)
+    canaries = None
+    if registry is not None:
+        from ..registry import Registry
+        from .deploy import registry_adapters
+
+        dirs, canaries = registry_adapters(Registry(registry))
+        if not dirs:
+            clikit.fail(f"--registry {registry}: no adapter with a stable version (zephyra registry push DIR --name N)")
+        system = open_system(base, None, router, index=index, adapter_dirs=dirs)
+    else:
+        system = open_system(base, adapters, router, index=index)
+    app = create_app(system, api_keys=keys, max_pending=max_pending, canaries=canaries)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     typer.echo(f"serving {len(system.adapters)} adapters{' and a router' if system.router else ''} on "

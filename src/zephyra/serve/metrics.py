@@ -9,6 +9,7 @@ minute per answer.
     zephyra_prompt_tokens_total / zephyra_completion_tokens_total{adapter, version}
     zephyra_routing_decisions_total{adapter}                       what the router picked ("auto" requests)
     zephyra_abstentions_total                                      routed requests the router sent to the base
+    zephyra_canary_assignments_total{adapter, version, arm}        requests for an adapter with a canary, by arm
     zephyra_requests_pending                                       admitted and not finished (the bounded queue)
 """
 
@@ -40,6 +41,8 @@ class Metrics:
         self.routed = Counter("zephyra_routing_decisions", "The router's choice for 'auto' requests", ["adapter"],
                               registry=r)
         self.abstained = Counter("zephyra_abstentions", "'auto' requests the router sent to the base", registry=r)
+        self.canary = Counter("zephyra_canary_assignments", "Requests for an adapter with a canary, by arm",
+                              ["adapter", "version", "arm"], registry=r)
         self.pending = Gauge("zephyra_requests_pending", "Admitted requests not yet finished", registry=r)
 
     def render(self) -> bytes:
