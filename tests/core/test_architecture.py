@@ -30,7 +30,7 @@ RUNTIME = {
 BESIDE = {  # offline work: may use the runtime, never used by it
     "data": {"retrieval"},
     "training": {"adapters", "model", "tokenizer", "loader", "evaluation", "retrieval", "data"},
-    "evaluation": {"adapters", "router", "resolve", "loader", "model", "data", "retrieval"},
+    "evaluation": {"adapters", "router", "resolve", "loader", "model", "data", "retrieval", "registry"},
     "bench": {"adapters", "router", "resolve", "model", "tokenizer", "loader", "training", "evaluation", "serve"},
     "pipeline": {"data", "training", "router", "resolve", "retrieval"},
     "export": {"adapters", "loader", "model"},

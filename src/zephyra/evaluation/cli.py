@@ -154,3 +154,34 @@ def retrieval_cmd(
     write_report(result, out)
     typer.echo(markdown(result))
     typer.echo(f"report written to {out}")
+
+
+@app.command("gate")
+def gate_cmd(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION: the candidate, pushed to the registry")],
+    percent: Annotated[float, typer.Option(help="the canary's share of traffic when the gate passes")] = 20.0,
+    margin: Annotated[float, typer.Option(help="held-out perplexity may be worse than stable's by this share")] = 0.05,
+    registry: Annotated[Path, typer.Option(help="registry directory")] = Path("runs/registry"),
+    base: Base = Path("runs/phase2/final"),
+    data: Data = Path("runs/data"),
+    max_ppl_tokens: MaxTokens = 8192,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
+) -> None:
+    """Score a candidate version on its domain's held-out text against stable; on a pass make it the canary.
+
+    zephyra eval gate python@3f2a9c1b7d4e --percent 20 --margin 0.05
+    """
+    import json
+
+    from ..registry import Registry
+    from .gate import gate_and_canary
+
+    name, _, version = ref.partition("@")
+    if not version:
+        clikit.fail("gate needs NAME@VERSION")
+    _quiet()
+    result = gate_and_canary(Registry(registry), name, version, percent, base, data, margin=margin,
+                             max_ppl_tokens=max_ppl_tokens)
+    typer.echo(json.dumps(result.to_dict()) if as_json else result.line())
+    if not result.passed:
+        raise typer.Exit(1)

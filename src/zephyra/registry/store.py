@@ -134,6 +134,11 @@ class Registry:
             os.fsync(f.fileno())
         return entry
 
+    def note(self, name: str, action: str, before, after, why: str, *, who: str | None = None) -> dict:
+        """A log line for an outcome that changes no alias (a gate's refusal, a rule held for a person)."""
+        self._known(name)
+        return self._record(name, action, before, after, why, who)
+
     def _set_aliases(self, name: str, aliases: Aliases) -> None:
         atomic_write_json(self.root / name / "aliases.json", aliases.to_dict())
 
