@@ -31,7 +31,8 @@ BESIDE = {  # offline work: may use the runtime, never used by it
     "data": {"retrieval"},
     "training": {"adapters", "model", "tokenizer", "loader", "evaluation", "retrieval", "data"},
     "evaluation": {"adapters", "router", "resolve", "loader", "model", "data", "retrieval", "registry"},
-    "bench": {"adapters", "router", "resolve", "model", "tokenizer", "loader", "training", "evaluation", "serve"},
+    "bench": {"adapters", "router", "resolve", "model", "tokenizer", "loader", "training", "evaluation", "serve",
+              "registry"},
     "pipeline": {"data", "training", "router", "resolve", "retrieval"},
     "export": {"adapters", "loader", "model"},
 }

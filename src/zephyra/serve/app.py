@@ -24,6 +24,7 @@ burst is refused rather than slowing everyone), 503 (shutting down). A client th
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import hashlib
@@ -43,6 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import RequestError
 from ..resolve.engine import BASE, Request, Route
+from .canary import CanaryController, Outcomes
 from .deploy import canary_arm
 from .metrics import Metrics
 from .schema import BadRequest, ServeRequest, chat_request, completion_request, error_body
@@ -66,7 +68,7 @@ class Server:
     """What the routes share: the system, the keys' digests, the bounded admission count, the metrics."""
 
     def __init__(self, system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None,
-                 canaries: dict | None = None):
+                 canaries: dict | None = None, registry=None, rules=None):
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending}")
         self.system = system
@@ -79,6 +81,11 @@ class Server:
         canary_keys = {c.key(n): n for n, c in self.canaries.items()}
         self.versions = {name: adapter_version(d) for name, d in system.adapter_dirs.items() if name not in canary_keys}
         self.canary_versions = {n: c.version for n, c in self.canaries.items()}
+        self.stable_key: dict[str, str] = {}  # a promoted canary serves as its name's stable version
+        self.registry, self.rules = registry, rules
+        self.outcomes = Outcomes()
+        self.held: set[str] = set()  # canaries whose analysis was inconclusive: a person decides
+        self._recent: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()  # feedback
         self.base_name = str(system.paths.get("base") or "base")
         self.created = int(time.time())
         self._batcher = SubmitBatcher(system)
@@ -116,7 +123,7 @@ class Server:
         An ``auto`` request is routed here first, when any adapter has a canary, so its arm can be chosen."""
         from ..resolve.engine import served_route
 
-        if not self.canaries or "@" in adapter or adapter == BASE:
+        if (not self.canaries and not self.stable_key) or "@" in adapter or adapter == BASE:
             return adapter, None, None
         route = None
         if adapter == AUTO:
@@ -126,13 +133,58 @@ class Server:
             route = served_route(decision, set(self.system.adapters), "top1", 2)
             adapter = route.adapter
         if adapter not in self.canaries:
-            return adapter, route, None
+            return self.stable_key.get(adapter, adapter), route, None
         first = req.prompt if isinstance(req.prompt, str) else next(
             (m["content"] for m in req.prompt if m["role"] == "user"), "")
         arm = canary_arm(adapter, self.canaries[adapter], req.user or first or request_id)
         self.metrics.canary.labels(adapter, self.canary_versions[adapter] if arm == "canary"
                                    else self.versions.get(adapter, "-"), arm).inc()
-        return (self.canaries[adapter].key(adapter) if arm == "canary" else adapter), route, arm
+        return (self.canaries[adapter].key(adapter) if arm == "canary" else self.stable_key.get(adapter, adapter)), \
+            route, arm
+
+    # --- the canary's lifecycle ---
+    def remember(self, request_id: str, adapter: str, version: str) -> None:
+        self._recent[request_id] = (adapter, version)
+        while len(self._recent) > 10_000:
+            self._recent.popitem(last=False)
+
+    def feedback(self, body) -> dict:
+        if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
+            raise BadRequest("feedback is {'request_id': ID, 'rating': 'up' | 'down'}", param="request_id")
+        rating = body.get("rating")
+        if rating not in ("up", "down", 1, -1) or isinstance(rating, bool):
+            raise BadRequest(f"rating must be 'up' or 'down', got {rating!r}", param="rating")
+        served = self._recent.get(body["request_id"])
+        if served is None:
+            raise BadRequest(f"no recent answer with request id {body['request_id']!r}", status=404,
+                             param="request_id")
+        up = rating in ("up", 1)
+        self.outcomes.rating(*served, up)
+        self.metrics.feedback.labels(*served, "up" if up else "down").inc()
+        return {"request_id": body["request_id"], "adapter": served[0], "version": served[1],
+                "rating": "up" if up else "down"}
+
+    def decide(self, name: str, verdict: str, why: str) -> None:
+        """Carry out a rule's verdict on ``name``'s canary: in the registry (by "rule"), then in what is served."""
+        canary = self.canaries.get(name)
+        if canary is None:
+            return
+        if verdict == "rollback":
+            self.registry.rollback(name, why=why, who="rule")
+            self.canaries.pop(name)
+        elif verdict == "promote":
+            self.registry.promote(name, canary.version, why=why, who="rule")
+            self.stable_key[name] = canary.key(name)
+            self.versions[name] = canary.version
+            self.canaries.pop(name)
+        else:
+            self.registry.note(name, "hold", self.versions.get(name), canary.version,
+                               f"inconclusive, held for a person: {why}", who="rule")
+            self.held.add(name)
+        self.canary_versions = {n: c.version for n, c in self.canaries.items()}
+
+    def analysed(self) -> dict[str, tuple[str, str]]:
+        return {n: (self.versions[n], c.version) for n, c in self.canaries.items() if n not in self.held}
 
     def check_length(self, req: ServeRequest) -> None:
         from ..chat import encode_prompt
@@ -239,14 +291,32 @@ def _finish(reason: str | None) -> str:
 
 
 def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None,
-               canaries: dict | None = None):
+               canaries: dict | None = None, registry=None, rules=None):
     """The FastAPI application serving ``system`` (resolve/system.py). ``system.close()`` runs at shutdown.
-    ``canaries``: {adapter: serve.deploy.Canary}, each loaded in ``system`` as NAME@VERSION beside the stable one."""
-    server = Server(system, api_keys=api_keys, max_pending=max_pending, max_tokens=max_tokens, canaries=canaries)
+    ``canaries``: {adapter: serve.deploy.Canary}, each loaded in ``system`` as NAME@VERSION beside the stable one;
+    with the ``registry`` they came from and ``rules`` (serve.canary.RulesConfig), the canaries are analysed on an
+    interval and promoted or rolled back."""
+    server = Server(system, api_keys=api_keys, max_pending=max_pending, max_tokens=max_tokens, canaries=canaries,
+                    registry=registry, rules=rules)
+    controller = CanaryController(rules, server.outcomes, server.decide) if rules and registry else None
+
+    async def analyse():
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(rules.interval)
+            try:
+                await loop.run_in_executor(None, controller.step, server.analysed())
+            except Exception as e:  # noqa: BLE001  a broken rule must not stop serving: say it, keep serving
+                import sys
+
+                print(f"canary analysis failed: {type(e).__name__}: {e}", file=sys.stderr)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        task = asyncio.create_task(analyse()) if controller is not None else None
         yield
+        if task is not None:
+            task.cancel()
         server.closing = True
         await asyncio.get_running_loop().run_in_executor(None, system.close)
 
@@ -283,6 +353,20 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
     @app.get("/metrics")
     async def metrics():
         return Response(server.metrics.render(), media_type=server.metrics.content_type)
+
+    @app.post("/v1/feedback")
+    async def feedback(request: HTTPRequest):
+        """A rating of an answer, by its request id (the x-request-id header): thumbs up or down, read by the
+        canary's rules."""
+        try:
+            server.authorise(request.headers.get("authorization"))
+            try:
+                body = json.loads(await request.body())
+            except (ValueError, UnicodeDecodeError):
+                raise BadRequest("the request body is not valid JSON") from None
+            return server.feedback(body)
+        except BadRequest as e:
+            return refuse(e, "feedback")
 
     @app.get("/v1/models")
     async def models(request: HTTPRequest):
@@ -331,7 +415,8 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
         requested = adapter
         try:
             adapter, decided, arm = (await asyncio.get_running_loop().run_in_executor(
-                None, server.assign, req, adapter, rid)) if server.canaries else (adapter, None, None)
+                None, server.assign, req, adapter, rid)) if server.canaries or server.stable_key \
+                else (adapter, None, None)
             stream = await server.submit(req, adapter, rid)
         except RequestError as e:
             _release(server)
@@ -353,6 +438,7 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
                 raise
         route, info = server.served(stream, adapter, decided, arm)
         version = info["version"] or "-"
+        server.remember(rid, route.adapter, version)
         labels = (route.adapter, version)
         if requested == AUTO:
             server.metrics.routed.labels(route.adapter).inc()
@@ -380,6 +466,8 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
                     "total_tokens": stream.prompt_tokens + completion_tokens}
 
         def account(status: int, completion_tokens: int, first_token_at: float | None):
+            server.outcomes.answer(route.adapter, version, status < 500, time.perf_counter() - started,
+                                   1.0 if fixed is not None and info["sources"] else None)
             m = server.metrics
             m.requests.labels(endpoint, *labels, str(status)).inc()
             m.prompt_tokens.labels(*labels).inc(stream.prompt_tokens)

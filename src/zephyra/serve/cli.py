@@ -29,6 +29,9 @@ def serve(
     registry: Annotated[Path | None, typer.Option(help="serve each adapter's stable version from this registry, "
                                                    "and its canary to its share of users (instead of --adapters)")
                         ] = None,
+    rules: Annotated[Path | None, typer.Option(help="YAML of the canary's live rules (serve/canary.py): analysed "
+                                                "on an interval, promoted or rolled back (needs --registry)")
+                     ] = None,
 ) -> None:
     """Serve the system over HTTP, OpenAI-compatible: /v1/chat/completions, /v1/completions, /v1/models, /health,
     /ready, /metrics. model = auto | base | ADAPTER | ADAPTER@VERSION.
@@ -50,18 +53,25 @@ def serve(
     from ..resolve.cli import open_system
     from .app import create_app
 
-    canaries = None
+    canaries, reg, rules_cfg = None, None, None
+    if rules is not None:
+        if registry is None:
+            clikit.fail("--rules needs --registry (the canaries it judges come from there)")
+        from .canary import RulesConfig
+
+        rules_cfg = RulesConfig.from_yaml(rules)
     if registry is not None:
         from ..registry import Registry
         from .deploy import registry_adapters
 
-        dirs, canaries = registry_adapters(Registry(registry))
+        reg = Registry(registry)
+        dirs, canaries = registry_adapters(reg)
         if not dirs:
             clikit.fail(f"--registry {registry}: no adapter with a stable version (zephyra registry push DIR --name N)")
         system = open_system(base, None, router, index=index, adapter_dirs=dirs)
     else:
         system = open_system(base, adapters, router, index=index)
-    app = create_app(system, api_keys=keys, max_pending=max_pending, canaries=canaries)
+    app = create_app(system, api_keys=keys, max_pending=max_pending, canaries=canaries, registry=reg, rules=rules_cfg)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     typer.echo(f"serving {len(system.adapters)} adapters{' and a router' if system.router else ''} on "

@@ -10,6 +10,7 @@ minute per answer.
     zephyra_routing_decisions_total{adapter}                       what the router picked ("auto" requests)
     zephyra_abstentions_total                                      routed requests the router sent to the base
     zephyra_canary_assignments_total{adapter, version, arm}        requests for an adapter with a canary, by arm
+    zephyra_feedback_total{adapter, version, rating}               thumbs up / down (POST /v1/feedback)
     zephyra_requests_pending                                       admitted and not finished (the bounded queue)
 """
 
@@ -43,6 +44,8 @@ class Metrics:
         self.abstained = Counter("zephyra_abstentions", "'auto' requests the router sent to the base", registry=r)
         self.canary = Counter("zephyra_canary_assignments", "Requests for an adapter with a canary, by arm",
                               ["adapter", "version", "arm"], registry=r)
+        self.feedback = Counter("zephyra_feedback", "Ratings of answers (POST /v1/feedback)",
+                                ["adapter", "version", "rating"], registry=r)
         self.pending = Gauge("zephyra_requests_pending", "Admitted requests not yet finished", registry=r)
 
     def render(self) -> bytes:
