@@ -24,6 +24,7 @@ from .router.cli import app as router_app
 from .export.cli import export as export_verb
 from .registry.cli import app as registry_app
 from .serve.cli import serve as serve_verb
+from .serve.monitor import monitor as monitor_verb
 from .training.cli import app as train_app
 
 app = clikit.app("Zephyra Resolve: one base model, many domain adapters, and a router between them.")
@@ -155,6 +156,7 @@ VERBS = {  # zephyra VERB: the function that runs it (quickstart, tokenizer and 
     "chat": resolve_cli.chat,
     "serve": serve_verb,
     "export": export_verb,
+    "monitor": monitor_verb,
 }
 GROUPS = {  # zephyra GROUP VERB: the sub-app that holds the verbs
     "data": data_app,

@@ -291,14 +291,34 @@ def _finish(reason: str | None) -> str:
 
 
 def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None,
-               canaries: dict | None = None, registry=None, rules=None):
+               canaries: dict | None = None, registry=None, rules=None, alerts=None):
     """The FastAPI application serving ``system`` (resolve/system.py). ``system.close()`` runs at shutdown.
     ``canaries``: {adapter: serve.deploy.Canary}, each loaded in ``system`` as NAME@VERSION beside the stable one;
     with the ``registry`` they came from and ``rules`` (serve.canary.RulesConfig), the canaries are analysed on an
-    interval and promoted or rolled back."""
+    interval and promoted or rolled back. ``alerts`` (serve.alerts.AlertsConfig): alert rules checked on their
+    interval, to a JSONL log and a webhook."""
     server = Server(system, api_keys=api_keys, max_pending=max_pending, max_tokens=max_tokens, canaries=canaries,
                     registry=registry, rules=rules)
     controller = CanaryController(rules, server.outcomes, server.decide) if rules and registry else None
+
+    alerter = None
+    if alerts is not None and alerts.rules:
+        from .alerts import Alerter
+
+        log = alerts.log or (Path(registry.root) / "alerts.jsonl" if registry is not None else "alerts.jsonl")
+        alerter = Alerter(alerts, server.outcomes, log)
+    app_alerter = alerter
+
+    async def watch():
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(alerts.interval)
+            try:
+                await loop.run_in_executor(None, alerter.step)
+            except Exception as e:  # noqa: BLE001  alerting must not stop serving
+                import sys
+
+                print(f"alert check failed: {type(e).__name__}: {e}", file=sys.stderr)
 
     async def analyse():
         loop = asyncio.get_running_loop()
@@ -313,15 +333,17 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        task = asyncio.create_task(analyse()) if controller is not None else None
+        tasks = ([asyncio.create_task(analyse())] if controller is not None else []) + \
+            ([asyncio.create_task(watch())] if alerter is not None else [])
         yield
-        if task is not None:
+        for task in tasks:
             task.cancel()
         server.closing = True
         await asyncio.get_running_loop().run_in_executor(None, system.close)
 
     app = FastAPI(title="Zephyra", version="0.1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.server = server
+    app.state.alerter = app_alerter
 
     def refuse(e: BadRequest, endpoint: str, request_id: str | None = None) -> JSONResponse:
         server.metrics.requests.labels(endpoint, "-", "-", str(e.status)).inc()

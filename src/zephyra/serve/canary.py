@@ -91,6 +91,11 @@ class Outcomes:
         with self._lock:
             self._ratings.setdefault((adapter, version), deque(maxlen=self._keep)).append((time.monotonic(), up))
 
+    def keys(self) -> list[tuple[str, str]]:
+        """Every (adapter, version) with answers."""
+        with self._lock:
+            return list(self._answers)
+
     def window(self, adapter: str, version: str, seconds: float) -> tuple[list, list]:
         since = time.monotonic() - seconds
         with self._lock:

@@ -32,6 +32,8 @@ def serve(
     rules: Annotated[Path | None, typer.Option(help="YAML of the canary's live rules (serve/canary.py): analysed "
                                                 "on an interval, promoted or rolled back (needs --registry)")
                      ] = None,
+    alerts: Annotated[Path | None, typer.Option(help="YAML of alert rules (serve/alerts.py): to a JSONL log and a "
+                                                 "webhook")] = None,
 ) -> None:
     """Serve the system over HTTP, OpenAI-compatible: /v1/chat/completions, /v1/completions, /v1/models, /health,
     /ready, /metrics. model = auto | base | ADAPTER | ADAPTER@VERSION.
@@ -60,6 +62,11 @@ def serve(
         from .canary import RulesConfig
 
         rules_cfg = RulesConfig.from_yaml(rules)
+    alerts_cfg = None
+    if alerts is not None:
+        from .alerts import AlertsConfig
+
+        alerts_cfg = AlertsConfig.from_yaml(alerts)
     if registry is not None:
         from ..registry import Registry
         from .deploy import registry_adapters
@@ -71,7 +78,8 @@ def serve(
         system = open_system(base, None, router, index=index, adapter_dirs=dirs)
     else:
         system = open_system(base, adapters, router, index=index)
-    app = create_app(system, api_keys=keys, max_pending=max_pending, canaries=canaries, registry=reg, rules=rules_cfg)
+    app = create_app(system, api_keys=keys, max_pending=max_pending, canaries=canaries, registry=reg, rules=rules_cfg,
+                     alerts=alerts_cfg)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     typer.echo(f"serving {len(system.adapters)} adapters{' and a router' if system.router else ''} on "
