@@ -16,6 +16,7 @@ APT_PACKAGES=(
   python3.11-doc
   apertium apertium-en-es  # English<->Spanish back-translation of training prompts (zephyra.data.augment)
   libtcmalloc-minimal4
+  chromium  # a real browser for the chat page's test (headless)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

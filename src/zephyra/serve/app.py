@@ -38,7 +38,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi import Request as HTTPRequest
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -360,6 +360,22 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
     async def internal_error(request, exc):
         return JSONResponse(error_body(f"internal error: {type(exc).__name__}: {exc}"[:300], "server_error"),
                             status_code=500)
+
+    @app.get("/")
+    async def page():
+        """The chat page: one HTML file, no build step (serve/page.html)."""
+        return HTMLResponse((Path(__file__).parent / "page.html").read_text(encoding="utf-8"))
+
+    @app.get("/v1/registry")
+    async def registry_view(request: HTTPRequest):
+        try:
+            server.authorise(request.headers.get("authorization"))
+            if server.registry is None:
+                raise BadRequest("this server was started without --registry", status=404)
+        except BadRequest as e:
+            return refuse(e, "registry")
+        reg = server.registry
+        return {"names": reg.list(), "log": reg.log()[-200:]}
 
     @app.get("/health")
     async def health():

@@ -86,7 +86,8 @@ def _common(body, max_tokens_cap: int) -> tuple[str, SamplingParams, bool, bool,
     n = _number(body, "n", 1, 1, 1, integer=True)
     del n  # one choice per request (OpenAI's n > 1 is refused above)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 1, max_tokens_cap, 64, integer=True)
+    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 1, max_tokens_cap, min(64, max_tokens_cap),
+                         integer=True)
     stop = body.get("stop")
     if stop is None:
         stop = []
