@@ -1,34 +1,20 @@
-"""A tiny system on disk (base + six adapters + an in-model router, the quickstart's layout) and a real server on a
-free loopback port, driven by the official ``openai`` client and by raw HTTP."""
+"""A tiny system on disk (base + six adapters + an in-model router, the quickstart's layout: tests/cli's
+``build_system``) and a real server on a free loopback port, driven by the official ``openai`` client and by raw
+HTTP."""
 
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "router"))
-sys.path.insert(0, str(Path(__file__).parents[1] / "resolve"))
-from resolve_helpers import save_adapters  # noqa: E402
-from router_helpers import make_model, make_split, make_tokenizer  # noqa: E402
+sys.path[:0] = [str(Path(__file__).parents[1] / d) for d in ("router", "resolve", "cli")]
 from serve_helpers import KEY, running  # noqa: E402
+from test_route import build_system  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def system_dirs(tmp_path_factory):
-    from zephyra.data import DOMAINS
-    from zephyra.router import InModelTrainConfig, train_inmodel_router
-
-    root = tmp_path_factory.mktemp("served")
-    tok = make_tokenizer()
-    torch.manual_seed(0)
-    model = make_model(tok)
-    router, _ = train_inmodel_router(model, tok, make_split("train"), make_split("validation"), InModelTrainConfig())
-    model.save_pretrained(root / "base")
-    tok.save_pretrained(root / "base")
-    router.save(root / "router")
-    save_adapters(model, root / "adapters", names=DOMAINS)
-    return {k: root / k for k in ("base", "adapters", "router")}
+    return build_system(tmp_path_factory.mktemp("served"))
 
 
 @pytest.fixture(scope="module")

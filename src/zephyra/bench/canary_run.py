@@ -56,20 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     system = load_system(a.base, None, a.router if a.router.exists() else None, adapter_dirs=dirs)
     app = create_app(system, canaries=canaries, registry=reg, rules=rules, max_tokens=16)
 
-    import socket
-    import threading
+    from ..serve.app import serve_in_thread
 
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
+    live = serve_in_thread(app)
+    url = live.__enter__()
     questions = [f"What is {w}?" for w in ("sodium", "argon", "benzene", "ethanol", "iron", "an isotope", "neon",
                                            "ozone", "methane", "a catalyst")]
     served = {"stable": 0, "canary": 0}
@@ -91,8 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(line for line in metrics.splitlines()
                         if line.startswith(("zephyra_canary_assignments_total", "zephyra_feedback_total"))))
     finally:
-        server.should_exit = True
-        thread.join(30)
+        live.__exit__(None, None, None)
     _print_log(reg, a.name)
 
 

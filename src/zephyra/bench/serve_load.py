@@ -102,34 +102,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", type=Path, help="also write the numbers here")
     a = p.parse_args(argv)
 
-    import socket
-    import threading
-
-    import uvicorn
-
     from ..resolve.defaults import DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
     from ..resolve.system import load_system
-    from ..serve.app import create_app
+    from ..serve.app import create_app, serve_in_thread
 
     system = load_system(a.base or DEFAULT_BASE, a.adapters or DEFAULT_ADAPTERS, a.router or DEFAULT_ROUTER,
                          answer=a.answer)
     models = ["auto", "base", *system.adapters]
     app = create_app(system, max_pending=a.max_pending, max_tokens=a.max_tokens)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with serve_in_thread(app) as url:
         asyncio.run(_run(url, min(8, a.requests), 4, models, a.max_tokens))  # warm-up: first-use loads
         rows = [asyncio.run(_run(url, a.requests, c, models, a.max_tokens)) for c in (1, a.concurrency)]
-    finally:
-        server.should_exit = True
-        thread.join(30)
     print(markdown(rows))
     if a.json:
         from ..io import atomic_write_json

@@ -626,3 +626,31 @@ async def _watch_disconnect(request, stream, every: float = 0.25) -> None:
             stream.cancel()
             return
         await asyncio.sleep(every)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 60.0, **config):
+    """Run ``app`` with uvicorn in a daemon thread (port 0: a free one): yields its base URL; stops it after.
+    What the benches and the tests use to drive a real server on loopback."""
+    import socket
+
+    import uvicorn
+
+    if port == 0:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=config.pop("log_level", "warning"),
+                                           **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the server on {host}:{port} did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
