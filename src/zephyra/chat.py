@@ -47,6 +47,12 @@ def as_messages(prompt: str | Sequence[Mapping]) -> list[dict]:
     return out
 
 
+def last_user_text(prompt: str | Sequence[Mapping]) -> str:
+    """What a text router reads and retrieval searches for: the last user message (or the one string)."""
+    messages = as_messages(prompt)
+    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+
+
 SOURCES_HEADER = "Sources:"
 
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..chat import as_messages, encode_prompt
+from ..chat import as_messages, encode_prompt, last_user_text
 from ..errors import RequestError
 from .cache import BatchCache
 from .defaults import AUTO, BASE
@@ -306,7 +306,7 @@ class Engine:
                                f"{self.context}-token context")
         if request.fmt == "chat":
             messages = as_messages(request.messages)
-            text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+            text = last_user_text(messages)
             ids = encode_prompt(self.tokenizer, messages, "chat")
         else:  # raw (encode_prompt refuses anything else, and messages in the raw format)
             ids = encode_prompt(self.tokenizer, request.messages, request.fmt)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..chat import as_messages, encode_chat, grounded_messages
+from ..chat import encode_chat, grounded_messages, last_user_text
 from ..errors import ArtifactError
 from ..retrieval.grounding import GroundingConfig, cited, passages_for
 from .defaults import AUTO, BASE
@@ -114,8 +114,7 @@ class Retriever:
 
 
 def _question(request: Request) -> str:
-    messages = as_messages(request.messages)
-    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+    return last_user_text(request.messages)
 
 
 def ground(requests: Sequence[Request], *, router, retriever: Retriever | None, adapters: Sequence[str],

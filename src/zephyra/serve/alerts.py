@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from .canary import p95
 
 ALERT_METRICS = ("error_rate", "latency_p95", "thumbs_down_rate", "requests")
 SEVERITIES = ("info", "warning", "critical")
@@ -80,8 +81,7 @@ def _value(metric: str, answers: list, ratings: list) -> float | None:
     if metric == "error_rate":
         return sum(not ok for _, ok, _, _ in answers) / len(answers) if answers else None
     if metric == "latency_p95":
-        xs = sorted(s for _, _, s, _ in answers)
-        return xs[min(len(xs) - 1, int(0.95 * len(xs)))] if xs else None
+        return p95([s for _, _, s, _ in answers]) if answers else None
     return sum(not up for _, up in ratings) / len(ratings) if ratings else None  # thumbs_down_rate
 
 

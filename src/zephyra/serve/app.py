@@ -127,9 +127,9 @@ class Server:
             return adapter, None, None
         route = None
         if adapter == AUTO:
-            text = req.prompt if isinstance(req.prompt, str) else \
-                next((m["content"] for m in reversed(req.prompt) if m["role"] == "user"), req.prompt[-1]["content"])
-            decision = self.system.route([text])[0]
+            from ..chat import last_user_text
+
+            decision = self.system.route([last_user_text(req.prompt)])[0]
             route = served_route(decision, set(self.system.adapters), "top1", 2)
             adapter = route.adapter
         if adapter not in self.canaries:
@@ -307,34 +307,12 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
 
         log = alerts.log or (Path(registry.root) / "alerts.jsonl" if registry is not None else "alerts.jsonl")
         alerter = Alerter(alerts, server.outcomes, log)
-    app_alerter = alerter
-
-    async def watch():
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(alerts.interval)
-            try:
-                await loop.run_in_executor(None, alerter.step)
-            except Exception as e:  # noqa: BLE001  alerting must not stop serving
-                import sys
-
-                print(f"alert check failed: {type(e).__name__}: {e}", file=sys.stderr)
-
-    async def analyse():
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(rules.interval)
-            try:
-                await loop.run_in_executor(None, controller.step, server.analysed())
-            except Exception as e:  # noqa: BLE001  a broken rule must not stop serving: say it, keep serving
-                import sys
-
-                print(f"canary analysis failed: {type(e).__name__}: {e}", file=sys.stderr)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        tasks = ([asyncio.create_task(analyse())] if controller is not None else []) + \
-            ([asyncio.create_task(watch())] if alerter is not None else [])
+        tasks = ([asyncio.create_task(_every(rules.interval, lambda: controller.step(server.analysed()),
+                                             "canary analysis"))] if controller is not None else []) + \
+            ([asyncio.create_task(_every(alerts.interval, alerter.step, "alert check"))] if alerter is not None else [])
         yield
         for task in tasks:
             task.cancel()
@@ -343,7 +321,6 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
 
     app = FastAPI(title="Zephyra", version="0.1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.server = server
-    app.state.alerter = app_alerter
 
     def refuse(e: BadRequest, endpoint: str, request_id: str | None = None) -> JSONResponse:
         server.metrics.requests.labels(endpoint, "-", "-", str(e.status)).inc()
@@ -398,11 +375,7 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
         canary's rules."""
         try:
             server.authorise(request.headers.get("authorization"))
-            try:
-                body = json.loads(await request.body())
-            except (ValueError, UnicodeDecodeError):
-                raise BadRequest("the request body is not valid JSON") from None
-            return server.feedback(body)
+            return server.feedback(await _json_body(request))
         except BadRequest as e:
             return refuse(e, "feedback")
 
@@ -430,11 +403,7 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
             if server.closing:
                 raise BadRequest("the server is shutting down", status=503, type="server_error",
                                  headers={"Retry-After": "5"})
-            raw = await request.body()
-            try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                raise BadRequest("the request body is not valid JSON") from None
+            body = await _json_body(request)
             parse = chat_request if endpoint == "chat" else completion_request
             req = parse(body, server.max_tokens)
             adapter = server.model_choice(req.model)
@@ -612,6 +581,27 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
         return await serve(request, "completions")
 
     return app
+
+
+async def _json_body(request):
+    try:
+        return json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not valid JSON") from None
+
+
+async def _every(seconds: float, step, what: str) -> None:
+    """Run ``step`` in a worker thread every ``seconds``; a failure is said on stderr and the loop goes on (the
+    canary's analysis and the alert checks must never stop serving)."""
+    import sys
+
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await loop.run_in_executor(None, step)
+        except Exception as e:  # noqa: BLE001
+            print(f"{what} failed: {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def _release(server: Server) -> None:

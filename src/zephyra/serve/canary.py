@@ -104,7 +104,7 @@ class Outcomes:
         return answers, ratings
 
 
-def _p95(xs: list[float]) -> float:
+def p95(xs: list[float]) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(0.95 * len(xs)))] if xs else float("nan")
 
@@ -119,8 +119,8 @@ def measure(outcomes: Outcomes, adapter: str, stable: str, canary: str, cfg: Rul
         values["thumbs_down_rate"] = sum(not up for _, up in ratings) / len(ratings)
     stable_answers, _ = outcomes.window(adapter, stable, cfg.interval)
     if stable_answers:
-        values["latency_p95_ratio"] = _p95([s for _, _, s, _ in answers]) / max(
-            _p95([s for _, _, s, _ in stable_answers]), 1e-9)
+        values["latency_p95_ratio"] = p95([s for _, _, s, _ in answers]) / max(
+            p95([s for _, _, s, _ in stable_answers]), 1e-9)
     supports = [s for *_, s in answers if s is not None]
     if supports:
         values["support"] = sum(supports) / len(supports)

@@ -83,8 +83,7 @@ def _common(body, max_tokens_cap: int) -> tuple[str, SamplingParams, bool, bool,
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("model is required: 'auto', 'base', an adapter name or NAME@VERSION", param="model")
-    n = _number(body, "n", 1, 1, 1, integer=True)
-    del n  # one choice per request (OpenAI's n > 1 is refused above)
+    _number(body, "n", 1, 1, 1, integer=True)  # one choice per request: OpenAI's n > 1 is refused
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 1, max_tokens_cap, min(64, max_tokens_cap),
                          integer=True)
