@@ -98,7 +98,8 @@ def test_the_cli_speaks_json(tmp_path):
     r = runner.invoke(app, ["registry", "canary", f"python@{v2}", "--percent", "20", "--json", *root])
     assert json.loads(r.output)["canary"] == v2
     listed = json.loads(runner.invoke(app, ["registry", "list", "--json", *root]).output)["names"]
-    assert listed == [{"name": "python", "stable": v1, "canary": v2, "canary_percent": 20.0, "versions": 2}]
+    assert listed == [{"name": "python", "stable": v1, "canary": v2, "canary_percent": 20.0, "shadow": False,
+                       "versions": 2}]
     assert json.loads(runner.invoke(app, ["registry", "rollback", "python", "--json", *root]).output)["stable"] == v1
     log = json.loads(runner.invoke(app, ["registry", "log", "python", "--json", *root]).output)["log"]
     assert [e["action"] for e in log][-1] == "rollback"

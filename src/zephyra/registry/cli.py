@@ -4,6 +4,7 @@ runs/registry).
 
     zephyra registry push runs/adapters/python --name python --why "retrained on the new data"
     zephyra registry canary python@3f2a9c1b7d4e --percent 20
+    zephyra registry canary python@3f2a9c1b7d4e --percent 100 --shadow   # answers copies; users see stable
     zephyra registry promote python        # the canary becomes stable
     zephyra registry rollback python       # the canary ends, or stable goes back one
     zephyra registry log python --json
@@ -92,13 +93,16 @@ def promote(ref: Annotated[str, typer.Argument(help="NAME (its canary) or NAME@V
 @app.command()
 def canary(ref: Annotated[str, typer.Argument(help="NAME@VERSION")],
            percent: Annotated[float, typer.Option("--percent", help="share of NAME's traffic, 0-100")],
+           shadow: Annotated[bool, typer.Option("--shadow", help="the canary answers a copy of its share; users "
+                                                "see stable's answers")] = False,
            why: WhyOpt = None, root: RootOpt = ROOT, as_json: JsonOpt = False) -> None:
-    """Send a share of NAME's traffic to another version."""
+    """Send a share of NAME's traffic to another version (a running zephyra serve --registry picks it up)."""
     name, version = _split(ref)
     if version is None:
         clikit.fail("canary needs NAME@VERSION")
-    a = _registry(root).canary(name, version, percent, why=why)
-    _out({"name": name, **a.to_dict()}, as_json, f"{name}: canary {a.canary} at {a.canary_percent:g}%")
+    a = _registry(root).canary(name, version, percent, shadow=shadow, why=why)
+    _out({"name": name, **a.to_dict()}, as_json,
+         f"{name}: canary {a.canary} at {a.canary_percent:g}%" + (" (shadow)" if a.shadow else ""))
 
 
 @app.command()

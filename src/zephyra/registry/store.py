@@ -8,7 +8,7 @@
 
     reg = Registry("runs/registry")
     v = reg.push("runs/adapters/python", "python", why="retrained")   # the first version of a name is stable
-    reg.canary("python", v, percent=20)
+    reg.canary("python", v, percent=20)                              # shadow=True: it answers copies only
     reg.promote("python")                                              # canary -> stable
     reg.rollback("python")                                             # stable -> the one before
 
@@ -61,9 +61,11 @@ class Aliases:
     stable: str | None = None
     canary: str | None = None
     canary_percent: float = 0.0
+    shadow: bool = False  # the canary answers a copy of its share of requests; the users see stable's answers
 
     def to_dict(self) -> dict:
-        return {"stable": self.stable, "canary": self.canary, "canary_percent": self.canary_percent}
+        return {"stable": self.stable, "canary": self.canary, "canary_percent": self.canary_percent,
+                "shadow": self.shadow}
 
 
 class Registry:
@@ -176,9 +178,10 @@ class Registry:
             self._record(name, "promote", None, version, "the first version of a name is stable", who)
         return version
 
-    def canary(self, name: str, version: str, percent: float, *, why: str | None = None,
+    def canary(self, name: str, version: str, percent: float, *, shadow: bool = False, why: str | None = None,
                who: str | None = None) -> Aliases:
-        """Send ``percent`` of ``name``'s traffic to ``version`` (0: none; the alias stays for a person)."""
+        """Send ``percent`` of ``name``'s traffic to ``version`` (0: none; the alias stays for a person).
+        ``shadow``: the canary answers a copy of those requests and the users get stable's answers."""
         self.path(name, version)
         if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 <= percent <= 100:
             raise RegistryError(f"canary percent must be between 0 and 100, got {percent!r}")
@@ -186,9 +189,9 @@ class Registry:
         if version == aliases.stable:
             raise RegistryError(f"{name}@{version} is already stable; a canary is another version")
         before = aliases.canary
-        aliases.canary, aliases.canary_percent = version, float(percent)
+        aliases.canary, aliases.canary_percent, aliases.shadow = version, float(percent), bool(shadow)
         self._set_aliases(name, aliases)
-        self._record(name, f"canary {percent:g}%", before, version, why, who)
+        self._record(name, f"canary {percent:g}%" + (" (shadow)" if shadow else ""), before, version, why, who)
         return aliases
 
     def promote(self, name: str, version: str | None = None, *, why: str | None = None,

@@ -51,7 +51,7 @@ RetrievalOpt = Annotated[bool, typer.Option("--retrieval/--no-retrieval", help="
 
 def open_system(base: Path | None, adapters: Path | None, router: Path | None, *, fmt: str = "chat",
                 defaults: bool = True, index: Path | None = None, answer: str | None = None,
-                adapter_dirs: dict | None = None):
+                adapter_dirs: dict | None = None, upstream: dict | None = None):
     """load_system with the CLI's defaults (``defaults=False``: only what is given); notes on stderr."""
     import torch
     from transformers.utils import logging as hf_logging
@@ -65,7 +65,7 @@ def open_system(base: Path | None, adapters: Path | None, router: Path | None, *
         base, adapters, router = base or DEFAULT_BASE, adapters or DEFAULT_ADAPTERS, router or DEFAULT_ROUTER
     with warnings_to_stderr():
         system = load_system(base, adapters, router, fmt=fmt, index_root=index, answer=answer,
-                             adapter_dirs=adapter_dirs)
+                             adapter_dirs=adapter_dirs, upstream=upstream)
     for note in system.notes:
         typer.echo(f"note: {note}", err=True)
     return system

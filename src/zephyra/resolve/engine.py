@@ -274,6 +274,7 @@ class Engine:
         self._cache: BatchCache | None = None
         self._cond = threading.Condition()
         self._closed = False
+        self._step_lock = threading.Lock()  # held by the worker for a step; adapters change between steps
         self._worker: threading.Thread | None = None
         self._rows_changed = True  # the per-row LoRA layout must be rebuilt before the next decoding step
         self.steps = 0  # decoding steps run (all rows at once): for tests and benchmarks
@@ -349,6 +350,21 @@ class Engine:
         """Submit the requests together, then wait for all (in order)."""
         return [s.result() for s in self.submit_many(requests)]
 
+    def add_adapter(self, name: str, updates) -> None:
+        """Serve one more adapter (``{module path: LoRAUpdate}``: ``read_adapter_dir``) from the next step on;
+        rows already running are not touched. Any thread: waits for the step in progress (milliseconds)."""
+        with self._step_lock:
+            self.lora.add(name, updates)
+
+    def remove_adapter(self, name: str) -> bool:
+        """Stop serving ``name`` unless a queued or running request uses it (then False: try again later)."""
+        with self._step_lock, self._cond:
+            busy = any(r.request.adapter == name or name in getattr(r.route or r.request.route, "weights", {})
+                       for r in [*self._waiting, *self._running])
+            if not busy:
+                self.lora.drop(name)
+            return not busy
+
     def close(self) -> None:
         """Stop the worker (requests still queued or running end as cancelled) and give the model back its
         plain Linear modules."""
@@ -373,7 +389,7 @@ class Engine:
                 room = self.max_batch - len(self._running)
                 joining = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
             try:
-                with torch.no_grad():
+                with self._step_lock, torch.no_grad():
                     self._step(joining)
             except Exception as e:  # noqa: BLE001  a bug must not hang every client: end their requests
                 for row in [*joining, *self._running]:

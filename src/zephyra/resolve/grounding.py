@@ -82,11 +82,17 @@ class Retriever:
         self.index_root = Path(index_root) if index_root else None
         self.answer = answer  # None: each adapter's own (GroundingConfig.answer, default quote)
         self.grounded: dict[str, dict] = {}
-        for name, d in adapter_dirs.items():
-            g = adapter_grounding(d)
-            if g is not None:
-                self.grounded[name] = g
         self._indexes: dict[str, object] = {}
+        for name, d in adapter_dirs.items():
+            self.add(name, d)
+
+    def add(self, name: str, adapter_dir: str | os.PathLike) -> None:
+        """Know one more adapter (a version loaded while serving): grounded if its manifest says so."""
+        self._indexes.pop(name, None)
+        self.grounded.pop(name, None)
+        g = adapter_grounding(adapter_dir)
+        if g is not None:
+            self.grounded[name] = g
 
     def config(self, adapter: str) -> GroundingConfig:
         g = dict(self.grounded[adapter])

@@ -75,6 +75,25 @@ class MultiLoRAEngine:
             self.layers[path] = RowLoRALinear(self._originals[path], kernel)
             setattr(parent, attr, self.layers[path])
 
+    def add(self, name: str, updates) -> None:
+        """Load one more adapter (``{module path: LoRAUpdate}``, checked against the model first); a module no
+        adapter updated before gets its per-row layer now. Not while a batch runs (the engine holds its step lock)."""
+        from .lora import AdapterBank
+
+        AdapterBank({name: updates}).check_fits(self.model)
+        self.bank.adapters[name] = dict(updates)
+        for path in updates:
+            if path not in self.layers:
+                parent_path, _, attr = path.rpartition(".")
+                parent = self.model.get_submodule(parent_path)
+                self._originals[path] = getattr(parent, attr)
+                self.layers[path] = RowLoRALinear(self._originals[path], self.kernel)
+                setattr(parent, attr, self.layers[path])
+
+    def drop(self, name: str) -> None:
+        """Forget an adapter (its layers stay: other adapters or none, they compute the base for its rows)."""
+        self.bank.adapters.pop(name, None)
+
     def remove(self) -> nn.Module:
         """Put the original Linear modules back; returns the model."""
         for path, lin in self._originals.items():

@@ -56,14 +56,17 @@ class System:
 
     def __init__(self, model, tokenizer, adapter_dirs: dict[str, Path] | None = None, router=None, *,
                  fmt: str = "chat", paths: dict[str, str] | None = None, notes: list[str] | None = None,
-                 max_batch: int = 32, index_root: str | os.PathLike | None = None, answer: str | None = None):
+                 max_batch: int = 32, index_root: str | os.PathLike | None = None, answer: str | None = None,
+                 upstream: dict | None = None):
         self.model, self.tokenizer, self.router = model, tokenizer, router
+        self.upstream = dict(upstream) if upstream else None  # {"url", "api_key", "base_model"}: generation there
         self.adapter_dirs = dict(adapter_dirs or {})
         self.fmt = fmt
         self.paths = paths or {}  # base / adapters / router, as loaded (for reports and manifests)
         self.notes = notes or []  # what is missing, one line each
         self.max_batch = max_batch
         self._engine: Engine | None = None
+        self._fingerprint = None  # the base's, computed once when first needed
         from .grounding import Retriever
 
         self.retriever = Retriever(self.adapter_dirs, index_root, answer)  # the grounded adapters' indexes
@@ -88,12 +91,50 @@ class System:
 
     @property
     def engine(self) -> Engine:
+        if self._engine is None and self.upstream is not None:
+            from .upstream import UpstreamEngine
+
+            self._engine = UpstreamEngine(self.upstream["url"], self.tokenizer, self.router, self.adapters,
+                                          context=self.context, api_key=self.upstream.get("api_key"),
+                                          base_model=self.upstream.get("base_model") or BASE)
         if self._engine is None:
+            from ..adapters.fingerprint import base_fingerprint
             from .lora import AdapterBank
 
+            self._fingerprint = self._fingerprint or base_fingerprint(self.model)  # before the engine wraps layers
             bank = AdapterBank.from_dirs(self.model, self.adapter_dirs)
             self._engine = Engine(self.model, self.tokenizer, bank, self.router, max_batch=self.max_batch)
         return self._engine
+
+    def add_adapter(self, name: str, adapter_dir: str | os.PathLike) -> None:
+        """Serve one more adapter while running (a registry version: ``zephyra serve --registry`` picks them up
+        live), after the checks a start-up load makes: trained on this base (its manifest's fingerprint), plain
+        LoRA on the branch with the right shapes. A bad one raises a one-line ArtifactError and changes nothing."""
+        from ..adapters.bank import AdapterBank, read_adapter_dir
+        from ..adapters.fingerprint import base_fingerprint
+        from ..adapters.store import check_adapter_base
+
+        path = Path(adapter_dir)
+        if name in (AUTO, BASE) or not name:
+            raise ResolveError(f"{name!r} is not an adapter name")
+        if (path / "manifest.json").is_file():
+            if self._fingerprint is None:
+                self._fingerprint = base_fingerprint(self.model)
+            check_adapter_base(path, self._fingerprint)
+        updates = read_adapter_dir(path)
+        if self._engine is not None:
+            self._engine.add_adapter(name, updates)  # checks the shapes against the model
+        else:
+            AdapterBank({name: updates}).check_fits(self.model)
+        self.adapter_dirs[name] = path
+        self.retriever.add(name, path)
+
+    def remove_adapter(self, name: str) -> bool:
+        """Stop serving an adapter; False (and nothing changed) while a request still uses it."""
+        if self._engine is not None and not self._engine.remove_adapter(name):
+            return False
+        self.adapter_dirs.pop(name, None)
+        return True
 
     def check(self, adapter: str, mode: str = "top1") -> None:
         """A one-line ResolveError unless ``adapter`` (auto | base | an adapter) and ``mode`` can be served."""
@@ -169,11 +210,14 @@ class System:
 def load_system(base: str | os.PathLike = DEFAULT_BASE, adapters_dir: str | os.PathLike | None = DEFAULT_ADAPTERS,
                 router_dir: str | os.PathLike | None = DEFAULT_ROUTER, *, fmt: str = "chat",
                 max_batch: int = 32, index_root: str | os.PathLike | None = None,
-                answer: str | None = None, adapter_dirs: dict[str, Path] | None = None) -> System:
+                answer: str | None = None, adapter_dirs: dict[str, Path] | None = None,
+                upstream: dict | None = None) -> System:
     """Load a system. ``base`` must be a model directory (with its tokenizer); an absent ``adapters_dir`` or
     ``router_dir`` (or None) leaves that part out and says so in ``notes``. A router or adapter trained on another
     base is refused (their fingerprints), in one line. ``adapter_dirs`` ({name: directory}) serves exactly those
-    adapters instead of scanning ``adapters_dir`` (a registry's versions: ``zephyra serve --registry``)."""
+    adapters instead of scanning ``adapters_dir`` (a registry's versions: ``zephyra serve --registry``).
+    ``upstream`` ({"url", "api_key", "base_model"}): generation is forwarded to that OpenAI-compatible server
+    (resolve/upstream.py); routing and retrieval stay here."""
     from ..adapters.scan import scan_adapters
     from ..loader import load_model
     from ..router.artifact import load_router
@@ -197,7 +241,7 @@ def load_system(base: str | os.PathLike = DEFAULT_BASE, adapters_dir: str | os.P
     paths = {"base": str(base), "adapters": str(adapters_dir) if adapters_dir is not None else None,
              "router": str(router_dir) if router is not None else None}
     system = System(model, tokenizer, adapter_dirs, router, fmt=fmt, paths=paths, notes=notes, max_batch=max_batch,
-                    index_root=index_root, answer=answer)
+                    index_root=index_root, answer=answer, upstream=upstream)
     if system.grounded:
         paths["index"] = str(index_root) if index_root is not None else "recorded"
     return system

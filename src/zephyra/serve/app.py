@@ -86,6 +86,14 @@ class Server:
         self.outcomes = Outcomes()
         self.held: set[str] = set()  # canaries whose analysis was inconclusive: a person decides
         self._recent: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()  # feedback
+        # (name, version) -> the key it is loaded under in the system ("python", "python@3f2a9c1b7d4e")
+        self.loaded: dict[tuple[str, str], str] = {}
+        for key, d in system.adapter_dirs.items():
+            name, at, version = key.partition("@")
+            self.loaded[(name, version if at else self.versions[name])] = key
+        self.refused: set[tuple[str, str]] = set()  # versions that failed their checks (refused once, in the log)
+        self._sync_lock = threading.Lock()
+        self.shadowing, self._shadow_lock = 0, threading.Lock()  # shadow copies running (they share max_pending)
         self.base_name = str(system.paths.get("base") or "base")
         self.created = int(time.time())
         self._batcher = SubmitBatcher(system)
@@ -130,17 +138,55 @@ class Server:
             from ..chat import last_user_text
 
             decision = self.system.route([last_user_text(req.prompt)])[0]
-            route = served_route(decision, set(self.system.adapters), "top1", 2)
+            route = served_route(decision, {k.partition("@")[0] for k in self.system.adapters}, "top1", 2)
             adapter = route.adapter
-        if adapter not in self.canaries:
+        canary = self.canaries.get(adapter)
+        if canary is None:
             return self.stable_key.get(adapter, adapter), route, None
         first = req.prompt if isinstance(req.prompt, str) else next(
             (m["content"] for m in req.prompt if m["role"] == "user"), "")
-        arm = canary_arm(adapter, self.canaries[adapter], req.user or first or request_id)
-        self.metrics.canary.labels(adapter, self.canary_versions[adapter] if arm == "canary"
+        arm = canary_arm(adapter, canary, req.user or first or request_id)
+        if canary.shadow and arm == "canary":
+            arm = "shadow"  # the user gets stable's answer; a copy goes to the canary (Server.shadow)
+        self.metrics.canary.labels(adapter, canary.version if arm != "stable"
                                    else self.versions.get(adapter, "-"), arm).inc()
-        return (self.canaries[adapter].key(adapter) if arm == "canary" else self.stable_key.get(adapter, adapter)), \
-            route, arm
+        return (canary.key(adapter) if arm == "canary" else self.stable_key.get(adapter, adapter)), route, arm
+
+    def shadow(self, req: ServeRequest, name: str, request_id: str) -> None:
+        """A copy of a request for ``name``'s shadow canary: answered in the background and judged (status,
+        latency, support) under the canary's version; never shown to the user. Skipped when the server is full."""
+        canary = self.canaries.get(name)
+        with self._shadow_lock:
+            if canary is None or self.pending + self.shadowing >= self.max_pending:
+                return
+            self.shadowing += 1
+        key, version = canary.key(name), canary.version
+        request = Request(req.prompt, adapter=key, sampling=req.sampling, fmt=req.fmt,
+                          request_id=request_id + "-shadow")
+        started = time.perf_counter()
+
+        def done(fut: concurrent.futures.Future) -> None:
+            ok = True
+            try:
+                stream = fut.result()
+                c = stream.result()
+                ok = c.finish_reason != "error"
+                g = stream.grounding
+                support = 1.0 if g is not None and g.sources and _fixed_answer(stream) is not None else None
+                self.metrics.completion_tokens.labels(name, version).inc(c.completion_tokens)
+            except Exception:  # noqa: BLE001  a failing canary is what the rules are for
+                ok, support = False, None
+            finally:
+                with self._shadow_lock:
+                    self.shadowing -= 1
+            self.outcomes.answer(name, version, ok, time.perf_counter() - started, support)
+            self.metrics.requests.labels("shadow", name, version, "200" if ok else "500").inc()
+            self.metrics.latency.labels("shadow", name, version).observe(time.perf_counter() - started)
+
+        def run(fut: concurrent.futures.Future) -> None:  # wait in a thread of its own: never in the event loop
+            threading.Thread(target=done, args=(fut,), daemon=True, name="zephyra-shadow").start()
+
+        self._batcher.put(request).add_done_callback(run)
 
     # --- the canary's lifecycle ---
     def remember(self, request_id: str, adapter: str, version: str) -> None:
@@ -166,6 +212,10 @@ class Server:
 
     def decide(self, name: str, verdict: str, why: str) -> None:
         """Carry out a rule's verdict on ``name``'s canary: in the registry (by "rule"), then in what is served."""
+        with self._sync_lock:  # not while the registry is being synced
+            self._decide(name, verdict, why)
+
+    def _decide(self, name: str, verdict: str, why: str) -> None:
         canary = self.canaries.get(name)
         if canary is None:
             return
@@ -182,6 +232,92 @@ class Server:
                                f"inconclusive, held for a person: {why}", who="rule")
             self.held.add(name)
         self.canary_versions = {n: c.version for n, c in self.canaries.items()}
+
+    # --- the registry, live ---
+    def sync_registry(self) -> list[str]:
+        """Serve what the registry says now (a push, canary, promote or rollback made while this server runs): a
+        version not loaded yet is loaded and checked before it takes traffic (its files against its content hash,
+        its base, its shapes); one that fails is refused, once, in the registry's log, and the version before
+        it keeps serving. Versions no alias names any more are unloaded once no request uses them. Returns what
+        changed, a line each."""
+        from ..registry.store import RegistryError
+
+        if self.registry is None:
+            return []
+        changes: list[str] = []
+        with self._sync_lock:
+            for name in self.registry.names():
+                try:
+                    versions = self.registry.versions(name)
+                    aliases = self.registry.aliases(name)
+                except (RegistryError, OSError, ValueError):  # a file being replaced: the next check reads it
+                    continue
+                if not versions or versions[0]["kind"] != "adapter" or aliases.stable is None:
+                    continue
+                if self.versions.get(name) != aliases.stable:
+                    key = self._load(name, aliases.stable)
+                    if key is not None:
+                        before = self.versions.get(name)
+                        self.versions[name] = aliases.stable
+                        if key == name:
+                            self.stable_key.pop(name, None)
+                        else:
+                            self.stable_key[name] = key
+                        changes.append(f"{name}: stable {before or '-'} -> {aliases.stable}")
+                want = None
+                if aliases.canary is not None and aliases.canary_percent > 0:
+                    from .deploy import Canary
+
+                    want = Canary(aliases.canary, aliases.canary_percent, aliases.shadow)
+                have = self.canaries.get(name)
+                if want == have:
+                    continue
+                if want is None:
+                    self.canaries.pop(name, None)
+                    self.held.discard(name)
+                    changes.append(f"{name}: canary {have.version} ended")
+                elif self._load(name, want.version) is not None:
+                    self.canaries[name] = want
+                    if have is None or have.version != want.version:
+                        self.held.discard(name)
+                    changes.append(f"{name}: canary {want.version} at {want.percent:g}%"
+                                   + (" (shadow)" if want.shadow else ""))
+            self.canary_versions = {n: c.version for n, c in self.canaries.items()}
+            self._unload_unused()
+        return changes
+
+    def _load(self, name: str, version: str) -> str | None:
+        """The key ``name@version`` serves under, loading and checking it first; None if it is refused."""
+        from ..errors import ArtifactError
+        from ..registry.store import version_of
+
+        if (name, version) in self.loaded:
+            return self.loaded[(name, version)]
+        if (name, version) in self.refused:
+            return None
+        try:
+            path = self.registry.path(name, version)
+            found = version_of(path)
+            if found != version:
+                raise ArtifactError(f"its files hash to {found}, not to its version (changed or corrupt)")
+            key = f"{name}@{version}"
+            self.system.add_adapter(key, path)
+        except (ArtifactError, OSError, ValueError, RuntimeError, KeyError) as e:
+            self.refused.add((name, version))
+            why = f"not served: {' '.join(str(e).split())[:300]}; {name}@{self.versions.get(name, '-')} serves on"
+            self.registry.note(name, "refused", self.versions.get(name), version, why, who="server")
+            import sys
+
+            print(f"registry: {name}@{version} {why}", file=sys.stderr)
+            return None
+        self.loaded[(name, version)] = key
+        return key
+
+    def _unload_unused(self) -> None:
+        wanted = {(n, v) for n, v in self.versions.items()} | {(n, c.version) for n, c in self.canaries.items()}
+        for (name, version), key in list(self.loaded.items()):
+            if (name, version) not in wanted and self.system.remove_adapter(key):
+                del self.loaded[(name, version)]
 
     def analysed(self) -> dict[str, tuple[str, str]]:
         return {n: (self.versions[n], c.version) for n, c in self.canaries.items() if n not in self.held}
@@ -291,12 +427,14 @@ def _finish(reason: str | None) -> str:
 
 
 def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None,
-               canaries: dict | None = None, registry=None, rules=None, alerts=None):
+               canaries: dict | None = None, registry=None, rules=None, alerts=None, reload_interval: float = 2.0):
     """The FastAPI application serving ``system`` (resolve/system.py). ``system.close()`` runs at shutdown.
     ``canaries``: {adapter: serve.deploy.Canary}, each loaded in ``system`` as NAME@VERSION beside the stable one;
     with the ``registry`` they came from and ``rules`` (serve.canary.RulesConfig), the canaries are analysed on an
     interval and promoted or rolled back. ``alerts`` (serve.alerts.AlertsConfig): alert rules checked on their
-    interval, to a JSONL log and a webhook."""
+    interval, to a JSONL log and a webhook. With a ``registry``, every ``reload_interval`` seconds (0: never) what
+    it says is served (``Server.sync_registry``): a push, canary, promote or rollback takes effect without a
+    restart."""
     server = Server(system, api_keys=api_keys, max_pending=max_pending, max_tokens=max_tokens, canaries=canaries,
                     registry=registry, rules=rules)
     controller = CanaryController(rules, server.outcomes, server.decide) if rules and registry else None
@@ -308,11 +446,19 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
         log = alerts.log or (Path(registry.root) / "alerts.jsonl" if registry is not None else "alerts.jsonl")
         alerter = Alerter(alerts, server.outcomes, log)
 
+    def sync() -> None:
+        import sys
+
+        for line in server.sync_registry():
+            print(f"registry: {line}", file=sys.stderr)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         tasks = ([asyncio.create_task(_every(rules.interval, lambda: controller.step(server.analysed()),
                                              "canary analysis"))] if controller is not None else []) + \
             ([asyncio.create_task(_every(alerts.interval, alerter.step, "alert check"))] if alerter is not None else [])
+        if registry is not None and reload_interval > 0:
+            tasks.append(asyncio.create_task(_every(reload_interval, sync, "registry check")))
         yield
         for task in tasks:
             task.cancel()
@@ -425,6 +571,8 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
                 None, server.assign, req, adapter, rid)) if server.canaries or server.stable_key \
                 else (adapter, None, None)
             stream = await server.submit(req, adapter, rid)
+            if arm == "shadow":
+                server.shadow(req, adapter.partition("@")[0], rid)
         except RequestError as e:
             _release(server)
             return refuse(BadRequest(str(e)), endpoint, rid)
@@ -507,8 +655,11 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
                     finally:
                         watcher.cancel()
                     c = stream.completion
-                    if c.finish_reason == "error":
-                        raise RuntimeError(c.error)
+                    if c.finish_reason == "error":  # a bug here (500), or an upstream that failed (502)
+                        status = 502 if (c.error or "").startswith("upstream") else 500
+                        account(status, c.completion_tokens, None)
+                        return JSONResponse(error_body(f"generation failed: {c.error}"[:400], "server_error"),
+                                            status_code=status, headers=headers)
                     g = stream.grounding
                     text = g.final(c.text)[0] if g is not None and g.sources else c.text
                     finish, n_tokens = _finish(c.finish_reason), c.completion_tokens
@@ -552,7 +703,7 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
                             finish = _finish(ev.finish_reason)
                     c = stream.completion
                     if c is not None and c.finish_reason == "error":
-                        status = 500
+                        status = 502 if (c.error or "").startswith("upstream") else 500
                         yield {"data": json.dumps(error_body(f"generation failed: {c.error}", "server_error"))}
                         return
                     n_tokens = c.completion_tokens if c is not None else 0

@@ -135,7 +135,7 @@ class CanaryController:
 
     def __init__(self, cfg: RulesConfig, outcomes: Outcomes, decide):
         self.cfg, self.outcomes, self.decide = cfg, outcomes, decide
-        self.runs: dict[str, list[str]] = {}  # name -> the measurements so far
+        self.runs: dict[tuple[str, str], list[str]] = {}  # (name, canary version) -> measurements so far
 
     def step(self, canaries: dict[str, tuple[str, str]]) -> list[tuple[str, str, str]]:
         """One measurement of each canary ({name: (stable version, canary version)}); returns the verdicts
@@ -143,7 +143,7 @@ class CanaryController:
         verdicts = []
         for name, (stable, canary) in list(canaries.items()):
             result, values = measure(self.outcomes, name, stable, canary, self.cfg)
-            runs = self.runs.setdefault(name, [])
+            runs = self.runs.setdefault((name, canary), [])  # a new canary version starts a new analysis
             runs.append(result)
             failed = runs.count("failed")
             why = (f"{len(runs)} measurement(s) every {self.cfg.interval:g} s: {failed} failed, "
@@ -157,7 +157,7 @@ class CanaryController:
             elif runs.count("successful") >= self.cfg.count:
                 verdict = "promote"
             if verdict is not None:
-                self.runs.pop(name)
+                self.runs.pop((name, canary))
                 self.decide(name, verdict, why)
                 verdicts.append((name, verdict, why))
         return verdicts

@@ -34,12 +34,20 @@ def serve(
                      ] = None,
     alerts: Annotated[Path | None, typer.Option(help="YAML of alert rules (serve/alerts.py): to a JSONL log and a "
                                                  "webhook")] = None,
+    reload_interval: Annotated[float, typer.Option(min=0, help="seconds between checks of --registry for pushes, "
+                                                    "canaries, promotions and rollbacks (0: only at start)")] = 2.0,
+    upstream: Annotated[str | None, typer.Option(help="forward generation to this OpenAI-compatible server (vLLM, "
+                                                 "another zephyra serve): routing, registry, canary and metrics "
+                                                 "stay here")] = None,
+    upstream_key: Annotated[str | None, typer.Option(help="the API key the --upstream server wants")] = None,
+    upstream_base: Annotated[str, typer.Option(help="the --upstream server's name for the base model")] = "base",
 ) -> None:
     """Serve the system over HTTP, OpenAI-compatible: /v1/chat/completions, /v1/completions, /v1/models, /health,
     /ready, /metrics. model = auto | base | ADAPTER | ADAPTER@VERSION.
 
     zephyra serve --port 8000 --api-key sk-local
     zephyra serve --registry runs/registry         # stable versions, canaries to their share of users
+    zephyra serve --upstream http://gpu-box:8000/v1 --upstream-base zephyra   # generation on vLLM
     """
     keys = list(api_key or [])
     if api_key_file is not None:
@@ -56,6 +64,11 @@ def serve(
     from .app import create_app
 
     canaries, reg, rules_cfg = None, None, None
+    up = None
+    if upstream is not None:
+        if not upstream.startswith(("http://", "https://")):
+            clikit.fail(f"--upstream must be an http(s) URL of an OpenAI-compatible API, got {upstream!r}")
+        up = {"url": upstream, "api_key": upstream_key, "base_model": upstream_base}
     if rules is not None:
         if registry is None:
             clikit.fail("--rules needs --registry (the canaries it judges come from there)")
@@ -75,13 +88,14 @@ def serve(
         dirs, canaries = registry_adapters(reg)
         if not dirs:
             clikit.fail(f"--registry {registry}: no adapter with a stable version (zephyra registry push DIR --name N)")
-        system = open_system(base, None, router, index=index, adapter_dirs=dirs)
+        system = open_system(base, None, router, index=index, adapter_dirs=dirs, upstream=up)
     else:
-        system = open_system(base, adapters, router, index=index)
+        system = open_system(base, adapters, router, index=index, upstream=up)
     app = create_app(system, api_keys=keys, max_pending=max_pending, canaries=canaries, registry=reg, rules=rules_cfg,
-                     alerts=alerts_cfg)
+                     alerts=alerts_cfg, reload_interval=reload_interval)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     typer.echo(f"serving {len(system.adapters)} adapters{' and a router' if system.router else ''} on "
-               f"http://{host}:{port}/v1 ({'key required' if keys else 'no key'})", err=True)
+               f"http://{host}:{port}/v1 ({'key required' if keys else 'no key'}"
+               f"{', generating on ' + upstream if upstream else ''})", err=True)
     server.run()

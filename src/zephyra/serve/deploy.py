@@ -17,6 +17,7 @@ from pathlib import Path
 class Canary:
     version: str
     percent: float
+    shadow: bool = False  # answers a copy of its share of requests; the users get stable's answers
 
     def key(self, name: str) -> str:
         """The name the canary's adapter is loaded under, beside the stable one."""
@@ -36,7 +37,7 @@ def registry_adapters(registry) -> tuple[dict[str, Path], dict[str, Canary]]:
             continue
         dirs[name] = registry.path(name, aliases.stable)
         if aliases.canary is not None and aliases.canary_percent > 0:
-            canary = Canary(aliases.canary, aliases.canary_percent)
+            canary = Canary(aliases.canary, aliases.canary_percent, aliases.shadow)
             dirs[canary.key(name)] = registry.path(name, aliases.canary)
             canaries[name] = canary
     return dirs, canaries
