@@ -34,9 +34,11 @@ class Scripted:
     def _next(self, n):
         return [_Decision(*self.decisions[i % len(self.decisions)]) for i in range(n)]
 
-    def route_trunk(self, trunk_states, attention_mask, prompts=None):
+    def route_trunk(self, trunk_states, attention_mask, prompts=None, input_ids=None):
         assert prompts is not None and len(prompts) == trunk_states.shape[0]  # for a router that reads the indexes
+        assert input_ids is not None and len(input_ids) == len(prompts)  # for its token table: the prefill's ids
         self.trunk_calls.append((trunk_states.clone(), attention_mask.clone()))
+        self.ids_calls = getattr(self, "ids_calls", []) + [[list(x) for x in input_ids]]
         return self._next(trunk_states.shape[0])
 
     def route(self, prompts):
@@ -120,6 +122,7 @@ def test_the_router_reads_exactly_the_trunk_states(make, tok):
     x = torch.tensor([encode_chat(tok, PROMPTS[0])])
     states, _ = router.trunk_calls[0]
     torch.testing.assert_close(states, s.model.trunk_states(x), atol=1e-5, rtol=1e-5)
+    assert router.ids_calls[0] == [encode_chat(tok, PROMPTS[0])]  # and the ids prefilled
 
 
 def test_routed_rows_equal_forced_adapters_and_peft(make, world, tok):

@@ -16,7 +16,8 @@ def test_bench_reports_prefill_with_and_without_the_head(tok):
     assert result.repeats == 4 and result.prompt_tokens >= 8 and set(result.routers) == {"inmodel"}
     md = result.markdown()
     assert "| prefill + in-model router head |" in md and "| inmodel router, standalone |" in md
-    assert len(result.to_dict()["rows"]) == 4
+    assert "| prefill + inmodel router inside it (route_trunk) |" in md and set(result.in_prefill) == {"inmodel"}
+    assert result.in_prefill["inmodel"]["ratio"] > 0 and len(result.to_dict()["rows"]) == 5
 
 
 def test_bench_needs_a_full_batch(tok):

@@ -99,8 +99,10 @@ def test_routing_from_the_prompts_own_forward_pass(trained):
             out = model(input_ids=ids, use_cache=True, logits_to_keep=1, return_trunk_states=True)
         (again,) = router.route_trunk(out.trunk_states, None, [p])
         assert again.adapter == d.adapter and again.confidence == pytest.approx(d.confidence, abs=1e-4)
-        (third,) = router.route_trunk(out.trunk_states, torch.ones_like(ids))  # the runtime's form
-        assert third.prompt == "" and third.scores == again.scores
+        (third,) = router.route_trunk(out.trunk_states, torch.ones_like(ids), [p], input_ids=ids.tolist())
+        assert third.scores == again.scores  # the runtime's form: the prefill's own ids for the token table
+        with pytest.raises(ValueError, match="needs the prompts"):  # the token table reads the prompt's tokens
+            router.route_trunk(out.trunk_states, torch.ones_like(ids))
 
 
 def test_save_load_round_trip_and_other_base_refused(trained, tok, tmp_path):
@@ -169,3 +171,27 @@ def test_the_router_does_not_warn_on_ordinary_prompts(trained):
     with warnings.catch_warnings():
         warnings.simplefilter("error", PromptTruncatedWarning)
         router.route(["What is a compiler?"])
+
+
+def test_the_token_table_is_fitted_saved_and_checked(trained, tok, splits, tmp_path):
+    """The head's token table (one weight per token and label, read as the prompt's bag of tokens) is fitted with
+    the trunk head, kept in the artifact, and a table of the wrong shape or a bad setting is refused in one line."""
+    from zephyra.errors import ConfigError
+    from zephyra.router.inmodel import token_bag
+
+    model, router, _ = trained
+    assert router.token_weight is not None and router.token_weight.shape == (len(ROUTES), model.config.vocab_size)
+    assert router.token_weight.abs().sum() > 0
+    bag = token_bag([[5, 5, 9], []], 16)
+    assert torch.allclose(bag.norm(dim=1), torch.tensor([1.0, 0.0])) and bag[0, 5] > bag[0, 9] > 0
+    loaded = load_router(router.save(tmp_path / "tokens"), model=model, tokenizer=tok)
+    assert torch.equal(loaded.token_weight, router.token_weight)
+    without = train_inmodel_router(model, tok, splits["train"], splits["validation"],
+                                   InModelTrainConfig(token_bag=False, max_epochs=5))[0]
+    assert without.token_weight is None
+    with pytest.raises(RouterArtifactError, match="token table of shape"):
+        InModelRouter(model, tok, ROUTES, token_weight=torch.zeros(len(ROUTES), 3))
+    with pytest.raises(ConfigError, match="index_signals"):
+        InModelTrainConfig(index_signals=["vibes"])
+    with pytest.raises(ConfigError, match="token_scale"):
+        InModelTrainConfig(token_scale=0)

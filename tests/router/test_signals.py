@@ -58,6 +58,12 @@ def test_an_index_signals_what_a_prompt_names_and_which_words_it_knows(index_roo
     assert names["bm25"][0] > 0 and names["bm25"][2] == 0
     assert names["known_words"][2] == 0 and names["mean_idf"][2] > names["mean_idf"][0]
     assert idx.signals([]).shape == (0, 5)
+    some = idx.signals(["What is Peru?", "Tell me a joke.", "zzqx"], ("known_words", "named"))  # no BM25 run
+    assert np.array_equal(some, s[:, [3, 2]]) and idx.signals([], ("named",)).shape == (0, 1)
+    from zephyra.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown index signal 'vibes'"):
+        idx.signals(["What is Peru?"], ("vibes",))
 
 
 def test_with_signals_a_router_routes_what_its_encoder_cannot(splits, index_root):
@@ -129,3 +135,19 @@ def test_the_in_model_router_reads_the_signals_from_the_prefill_too(tok, splits,
         seeing.route_trunk(states, mask)
     loaded = load_router(seeing.save(tmp_path / "inm"), model=model, tokenizer=tok, index_root=index_root)
     assert [d.adapter for d in loaded.route(prompts)] == [d.adapter for d in seeing.route(prompts)]
+
+
+def test_a_subset_of_the_signals_is_fitted_kept_and_reopened(index_root):
+    from zephyra.retrieval.index import open_indexes
+    from zephyra.router.signals import IndexSignals
+
+    prompts = ["What is Peru?", "Tell me a joke.", "zzqx", "Who was Hamlet?"]
+    indexes = open_indexes(index_root, DOMAINS)
+    full, x_full = IndexSignals.fit(indexes, prompts, scale=1.0, root=index_root, log=None)
+    some, x = IndexSignals.fit(indexes, prompts, scale=1.0, root=index_root, log=None, which=("named", "mean_idf"))
+    assert x.shape == (4, 2 * len(DOMAINS)) and some.per_domain == 2 and full.per_domain == 5
+    again = IndexSignals.from_spec(json.loads(json.dumps(some.spec())))
+    assert again.which == ("named", "mean_idf") and np.allclose(again(prompts), x)
+    # the same columns as the full set's, standardised alike (up to the scale's 1/sqrt(dim))
+    cols = [i * 5 + j for i in range(len(DOMAINS)) for j in (2, 4)]
+    assert np.allclose(x * np.sqrt(some.dim), x_full[:, cols] * np.sqrt(full.dim))

@@ -493,7 +493,8 @@ class Engine:
     def _route_in_prefill(self, rows, in_prefill: list[int], trunk_states, mask) -> list[dict]:
         idx = torch.tensor(in_prefill)
         decisions = self.router.route_trunk(trunk_states.index_select(0, idx), mask.index_select(0, idx),
-                                            [rows[i].route_text for i in in_prefill])
+                                            [rows[i].route_text for i in in_prefill],
+                                            input_ids=[rows[i].ids for i in in_prefill])
         loaded = set(self.adapters)
         for i, d in zip(in_prefill, decisions):
             rows[i].route = served_route(d, loaded, rows[i].request.mode, self.fuse_top)

@@ -18,6 +18,7 @@ fused reciprocal rank). Written atomically: a failed build leaves no index.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -141,6 +142,11 @@ def query_names(query: str, max_words: int = 6) -> list[str]:
         if len(parts) > 2:
             out.append(".".join(parts[-2:]))
     return out
+
+
+def query_words(query: str) -> list[str]:
+    """The query's words of 3+ letters, casefolded (what the known-words and IDF signals read)."""
+    return [w for w in _WORDS.findall(query.casefold()) if len(w) > 2]
 
 
 def _tokenize(texts: list[str]):
@@ -288,27 +294,52 @@ class KnowledgeIndex:
 
     SIGNALS = ("bm25", "name_words", "named", "known_words", "mean_idf")
 
-    def signals(self, queries: Sequence[str]) -> np.ndarray:
+    def longest_name(self, query: str, names: Sequence[str] | None = None) -> int:
+        """The length in words of the longest name the query says that ``named`` finds (a title, a quoted line),
+        0 for none; ``names``: the query's ``query_names`` when the caller has them (one list for every index)."""
+        best = 0
+        for groups in _QUOTED.findall(query):
+            words = _norm(next((g for g in groups if g), ""))
+            k = len(words.split())
+            if k >= 3 and k > best and any(words in t for t in self._normed()):
+                best = k
+        titles = self.titles()
+        for name in (query_names(query) if names is None else names):  # longest first: the first hit is it
+            if name in titles:
+                return max(best, len(name.split()))
+        return best
+
+    def signals(self, queries: Sequence[str], which: Sequence[str] = SIGNALS,
+                names: Sequence[Sequence[str]] | None = None, words: Sequence[Sequence[str]] | None = None
+                ) -> np.ndarray:
         """What this index says about each query, without embedding it: (N, 5) float32, in ``SIGNALS`` order: the
         best BM25 score (log1p), the longest entry name the query says (in words, at most 4, over 4), whether it
         names an entry at all, the share of its words (3+ letters) that occur in the index, and their mean IDF
-        (over 10). Cheap (a BM25 top-1 and dictionary lookups): a router reads them for every domain's index."""
+        (over 10). Cheap (a BM25 top-1 and dictionary lookups): a router reads them for every domain's index.
+        ``which``: those signals only, in that order (without "bm25" no BM25 search is run: most of the cost).
+        ``names`` / ``words``: each query's ``query_names`` / ``query_words``, when the caller looks the same
+        queries up in several indexes (router/signals.py)."""
+        unknown = [w for w in which if w not in self.SIGNALS]
+        if unknown:
+            raise ConfigError(f"unknown index signal {unknown[0]!r}; known: {', '.join(self.SIGNALS)}")
         queries = list(queries)
         out = np.zeros((len(queries), len(self.SIGNALS)), dtype=np.float32)
         if not queries:
-            return out
-        _, scores = self._sparse.retrieve(_tokenize(queries), k=1, show_progress=False, n_threads=1)
-        out[:, 0] = np.log1p(np.maximum(np.asarray(scores, dtype=np.float32)[:, 0], 0.0))
+            return out[:, [self.SIGNALS.index(w) for w in which]]
+        if "bm25" in which:
+            _, scores = self._sparse.retrieve(_tokenize(queries), k=1, show_progress=False, n_threads=1)
+            out[:, 0] = np.log1p(np.maximum(np.asarray(scores, dtype=np.float32)[:, 0], 0.0))
         df, n = self._df(), len(self.chunks)
         for q, query in enumerate(queries):
-            named = self.named(query)
-            longest = max(named.values()) if named else 0
-            out[q, 1], out[q, 2] = min(longest, 4) / 4, float(longest > 0)
-            words = [w for w in _WORDS.findall(query.casefold()) if len(w) > 2]
-            if words:
-                out[q, 3] = np.mean([df.get(w, 0) > 0 for w in words])
-                out[q, 4] = np.mean([np.log((n + 1) / (df.get(w, 0) + 1)) for w in words]) / 10
-        return out
+            if "name_words" in which or "named" in which:
+                longest = self.longest_name(query, names[q] if names is not None else None)
+                out[q, 1], out[q, 2] = min(longest, 4) / 4, float(longest > 0)
+            qw = words[q] if words is not None else query_words(query)
+            if qw:  # plain arithmetic: numpy's per-call cost is most of it on a few words
+                counts = [df.get(w, 0) for w in qw]
+                out[q, 3] = sum(c > 0 for c in counts) / len(counts)
+                out[q, 4] = sum(math.log((n + 1) / (c + 1)) for c in counts) / len(counts) / 10
+        return out[:, [self.SIGNALS.index(w) for w in which]] if tuple(which) != self.SIGNALS else out
 
     def _normed(self) -> list[str]:
         if getattr(self, "_normed_texts", None) is None:

@@ -1,6 +1,7 @@
 """What routing costs: the prefill of a batch of prompts with and without the in-model router head (interleaved
-in the same run, so drift in machine load hits both alike), the head alone, and the standalone routers'
-cost per prompt beside it (the in-model router's trunk-only pass, the external MiniLM router).
+in the same run, so drift in machine load hits both alike), the head alone, each in-model router's whole decision
+inside the prefill (``route_trunk``: head, token table, index signals), and the standalone routers' cost per
+prompt beside it (the in-model router's trunk-only pass, the external MiniLM router).
 
     zephyra router bench --model runs/base --router runs/router/inmodel --router runs/router/minilm
 
@@ -35,6 +36,9 @@ class RouterBench:
     overhead_median_pct: float  # median of the paired per-repeat ratios, minus 1, in percent
     head_ms: float  # the router head alone on the batch's trunk states (fastest)
     routers: dict = field(default_factory=dict)  # name -> ms per prompt of router.route on the same prompts
+    # in-model router name -> {"ms": per batch (fastest), "ratio": to plain prefills interleaved with it} of the
+    # prefill with that router's whole route_trunk on its trunk states (head, token table, index signals)
+    in_prefill: dict = field(default_factory=dict)
     repeats: int = 0
 
     def rows(self) -> list[dict]:
@@ -46,6 +50,10 @@ class RouterBench:
                 "vs_prefill": f"{self.overhead_pct:+.2f}% (median of pairs {self.overhead_median_pct:+.2f}%)"},
                {"what": "router head alone", "ms_per_batch": self.head_ms, "ms_per_prompt": self.head_ms / b,
                 "vs_prefill": f"{100 * self.head_ms / self.prefill_ms:+.2f}%"}]
+        for name, m in self.in_prefill.items():
+            out.append({"what": f"prefill + {name} router inside it (route_trunk)", "ms_per_batch": m["ms"],
+                        "ms_per_prompt": m["ms"] / b, "vs_prefill": f"{100 * (m['ratio'] - 1):+.1f}% "
+                                                                    f"({m['ratio']:.2f}x)"})
         for name, ms in self.routers.items():
             out.append({"what": f"{name} router, standalone", "ms_per_batch": ms * b, "ms_per_prompt": ms,
                         "vs_prefill": f"{100 * ms * b / self.prefill_ms:+.1f}%"})
@@ -106,6 +114,20 @@ def bench_router_overhead(model, tokenizer, prompts: Sequence[str], *, batch_siz
                          prefill_router_ms=min(routed), overhead_pct=100 * (min(routed) / min(plain) - 1),
                          overhead_median_pct=100 * (statistics.median(ratios) - 1), head_ms=min(head_times),
                          repeats=repeats)
+    for name, router in (routers or {}).items():
+        if getattr(router, "kind", None) != "inmodel":
+            continue
+
+        def routed_prefill(router=router):
+            out = base(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1, return_trunk_states=True)
+            return router.route_trunk(out.trunk_states, mask, prompts, input_ids=encoded)
+
+        routed_prefill()
+        times, own = [], []
+        for r in range(repeats):  # interleaved with plain prefills: the ratio is to the fastest of those
+            times.append(_timed(routed_prefill))
+            own.append(_timed(lambda: prefill(False)))
+        result.in_prefill[name] = {"ms": min(times), "ratio": min(times) / min(own)}
     for name, router in (routers or {}).items():
         router.route(prompts)  # warm-up
         times = [_timed(lambda r=router: r.route(prompts)) for _ in range(max(3, repeats // 5))]

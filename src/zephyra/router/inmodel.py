@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +38,15 @@ from ..errors import ConfigError
 from .artifact import check_router_base, read_router_dir, router_base_fingerprint, save_router_dir
 from .calibration import BASE, Calibration, CalibrationConfig, decide, fit_calibration, softmax
 from .data import RouterSplit
-from .decision import LogitsRouter, RouteDecision, RouterArtifactError, check_labels, check_prompts, decisions_from_logits
+from .decision import (
+    LogitsRouter,
+    PromptTruncatedWarning,
+    RouteDecision,
+    RouterArtifactError,
+    check_labels,
+    check_prompts,
+    decisions_from_logits,
+)
 from .features import POOLINGS, PROMPT_FORMATS, encode_prompts, head_features, pad_id_of, trunk_features
 from .metrics import route_metrics
 from .signals import IndexSignals
@@ -63,10 +72,24 @@ class InModelTrainConfig:
     # the knowledge indexes' signals beside the trunk's features (router/signals.py): the index root, None for none
     index: str | None = None
     index_scale: float = 3.0
+    # which signals: BM25's top score is left out by default: on validation the head did better without it (91.8%
+    # vs 90.2%) and it is most of the lookups' cost (docs/results.md, "In-model routing: the token table")
+    index_signals: list[str] = field(default_factory=lambda: ["name_words", "named", "known_words", "mean_idf"])
+    # the token table: one weight per token of the vocabulary and label, read as the prompt's bag of tokens (log
+    # counts, unit length) beside the pooled trunk states; what a 2-layer trunk loses of rare names, it keeps
+    token_bag: bool = True
+    token_scale: float = 1.0
 
     def __post_init__(self):
+        from .signals import ALL
+
         if self.index_scale <= 0:
             raise ConfigError(f"index_scale must be positive, got {self.index_scale!r}")
+        if self.token_scale <= 0:
+            raise ConfigError(f"token_scale must be positive, got {self.token_scale!r}")
+        bad = [w for w in self.index_signals if w not in ALL]
+        if bad or not self.index_signals:
+            raise ConfigError(f"index_signals must be some of {', '.join(ALL)}, got {self.index_signals!r}")
         if self.prompt_format not in PROMPT_FORMATS:
             raise ConfigError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}")
         if self.pooling not in POOLINGS:
@@ -127,7 +150,8 @@ class InModelRouter(LogitsRouter):
     def __init__(self, model, tokenizer, labels: Sequence[str], head: RouterHead | None = None,
                  calibration: Calibration | None = None, prompt_format: str = "chat", pooling: str = "mean",
                  batch_size: int = 32, base: BaseFingerprint | None = None, signals: IndexSignals | None = None,
-                 signal_weight: torch.Tensor | None = None):
+                 signal_weight: torch.Tensor | None = None, token_weight: torch.Tensor | None = None,
+                 token_scale: float = 1.0):
         cfg = _zephyra(model).config
         self.model, self.tokenizer = model, tokenizer
         self.labels: list[str] = check_labels(labels)
@@ -144,6 +168,11 @@ class InModelRouter(LogitsRouter):
             if tuple(self.signal_weight.shape) != (len(self.labels), signals.dim):
                 raise RouterArtifactError(f"signal weights of shape {tuple(self.signal_weight.shape)} for "
                                           f"{len(self.labels)} labels and {signals.dim} signals")
+        # the token table (L, V): the prompt's bag of tokens (token_bag) times it, added to the logits; None: none
+        self.token_weight, self.token_scale = token_weight, float(token_scale)
+        if token_weight is not None and tuple(token_weight.shape) != (len(self.labels), cfg.vocab_size):
+            raise RouterArtifactError(f"a token table of shape {tuple(token_weight.shape)} for {len(self.labels)} "
+                                      f"labels and a {cfg.vocab_size}-token vocabulary")
         self.calibration = calibration or Calibration()
         self.prompt_format, self.batch_size = prompt_format, batch_size
         self.max_length: int = cfg.max_position_embeddings
@@ -160,7 +189,13 @@ class InModelRouter(LogitsRouter):
         with torch.no_grad():
             logits = self.head.from_features(trunk_features(self.model, self.head, encoded, self.batch_size,
                                                             pad)).double().numpy()
-        return logits + self._signal_logits(prompts)
+        return logits + self._signal_logits(prompts) + self._token_logits(encoded)
+
+    def _token_logits(self, encoded: list[list[int]] | None) -> np.ndarray | float:
+        if self.token_weight is None:
+            return 0.0
+        bag = token_bag(encoded, self.token_weight.shape[1]) * self.token_scale
+        return (bag @ self.token_weight.float().T).double().numpy()
 
     def _signal_logits(self, prompts: Sequence[str] | None) -> np.ndarray | float:
         if self.signals is None:
@@ -169,15 +204,27 @@ class InModelRouter(LogitsRouter):
             raise ValueError("this in-model router also reads the knowledge indexes: route_trunk needs the prompts")
         return self.signals(prompts) @ self.signal_weight.double().numpy().T
 
+
     def route_trunk(self, trunk_states: torch.Tensor, attention_mask: torch.Tensor | None,
-                    prompts: Sequence[str] | None = None) -> list[RouteDecision]:
+                    prompts: Sequence[str] | None = None, input_ids: Sequence[Sequence[int]] | None = None
+                    ) -> list[RouteDecision]:
         """Decisions from trunk states (B, T, C) the caller already has, e.g. those of a generation's own
         prefill (``model(..., return_trunk_states=True).trunk_states``): routing then costs no pass of its own.
         Without ``prompts`` the decisions' ``prompt`` is empty (the caller knows its prompts); a router with the
-        indexes' signals needs them. What the runtime calls, between the last trunk layer and the first branch
-        layer."""
+        indexes' signals or a token table needs them. ``input_ids``: the prompts' ids as prefilled (unpadded),
+        which the token table reads; without them the prompts are encoded again. What the runtime calls, between
+        the last trunk layer and the first branch layer."""
         with torch.no_grad():
             logits = self.head(trunk_states, attention_mask).double().numpy()
+        if self.token_weight is not None:
+            if input_ids is None:
+                if prompts is None or any(not p for p in prompts):
+                    raise ValueError("this in-model router also reads the prompt's tokens: route_trunk needs the "
+                                     "prompts or their input_ids")
+                with warnings.catch_warnings():  # a prompt cut to the context was said once, by the prefill
+                    warnings.simplefilter("ignore", PromptTruncatedWarning)
+                    input_ids = self.encode(prompts)
+            logits = logits + self._token_logits([list(x) for x in input_ids])
         return self.route_from_logits(logits + self._signal_logits(prompts), prompts)
 
     def route_from_logits(self, router_logits: torch.Tensor | np.ndarray, prompts: Sequence[str] | None = None
@@ -199,6 +246,9 @@ class InModelRouter(LogitsRouter):
         if self.signals is not None:
             spec["signals"] = self.signals.spec()
             tensors["signal_weight"] = self.signal_weight.double()
+        if self.token_weight is not None:
+            spec["token_scale"] = self.token_scale
+            tensors["token_weight"] = self.token_weight.float().contiguous()
         return save_router_dir(out_dir, spec, tensors, config=config, metrics=metrics,
                                inputs=inputs, base=self._base or router_base_fingerprint(self.model))
 
@@ -210,6 +260,7 @@ class InModelRouter(LogitsRouter):
         spec, tensors, manifest = read_router_dir(path, kind=cls.kind)
         check_router_base(path, manifest, model)
         signal_weight, signals = tensors.pop("signal_weight", None), None
+        token_weight = tensors.pop("token_weight", None)
         if spec.get("signals"):
             from ..errors import ArtifactError
 
@@ -228,7 +279,20 @@ class InModelRouter(LogitsRouter):
         return cls(model, tokenizer, spec["labels"], head, spec["calibration"], spec["prompt_format"],
                    batch_size=batch_size,
                    base=BaseFingerprint(**{k: v for k, v in manifest["base"].items() if k != "fingerprint"}),
-                   signals=signals, signal_weight=signal_weight)
+                   signals=signals, signal_weight=signal_weight, token_weight=token_weight,
+                   token_scale=spec.get("token_scale", 1.0))
+
+
+def token_bag(encoded: Sequence[Sequence[int]], vocab: int) -> torch.Tensor:
+    """(N, vocab): how often each token occurs in each prompt, as log(1 + count), scaled to unit length per prompt:
+    what the router's token table reads (a linear classifier on it is a bag-of-tokens model inside the head)."""
+    out = torch.zeros(len(encoded), vocab)
+    for i, ids in enumerate(encoded):
+        if ids:
+            t = torch.as_tensor(list(ids), dtype=torch.long)
+            out[i].index_add_(0, t, torch.ones(len(t)))
+    out = torch.log1p(out)
+    return out / out.norm(dim=1, keepdim=True).clamp(min=1e-9)
 
 
 # --- training --------------------------------------------------------------------------------------------------
@@ -301,15 +365,21 @@ def train_inmodel_router(model, tokenizer, train: RouterSplit, validation: Route
     if cfg.index is not None:
         from .signals import fit_signals
 
-        signals, sig_tr = fit_signals(cfg.index, labels, train.prompts, cfg.index_scale)
+        signals, sig_tr = fit_signals(cfg.index, labels, train.prompts, cfg.index_scale, cfg.index_signals)
     router = InModelRouter(model, tokenizer, labels, calibration=Calibration(), prompt_format=cfg.prompt_format,
                            pooling=cfg.pooling, batch_size=cfg.batch_size, base=router_base_fingerprint(base),
                            signals=signals)
     # --- feature cache: one trunk pass per prompt ---
     pad = pad_id_of(tokenizer, base)
-    x_tr = trunk_features(base, router.head, router.encode(train.prompts), cfg.batch_size, pad)
-    x_va = trunk_features(base, router.head, router.encode(validation.prompts), cfg.batch_size, pad)
+    enc_tr, enc_va = router.encode(train.prompts), router.encode(validation.prompts)
+    x_tr = trunk_features(base, router.head, enc_tr, cfg.batch_size, pad)
+    x_va = trunk_features(base, router.head, enc_va, cfg.batch_size, pad)
     n_trunk = x_tr.shape[1]
+    vocab = base.config.vocab_size
+    if cfg.token_bag:  # the token table, fitted with the head: one linear layer over all the parts
+        x_tr = torch.cat([x_tr, token_bag(enc_tr, vocab) * cfg.token_scale], 1)
+        x_va = torch.cat([x_va, token_bag(enc_va, vocab) * cfg.token_scale], 1)
+    n_tok = n_trunk + (vocab if cfg.token_bag else 0)
     if signals is not None:  # fitted jointly with the head: one linear layer over both
         x_tr = torch.cat([x_tr, torch.from_numpy(sig_tr).float()], 1)
         x_va = torch.cat([x_va, torch.from_numpy(signals(validation.prompts)).float()], 1)
@@ -324,11 +394,12 @@ def train_inmodel_router(model, tokenizer, train: RouterSplit, validation: Route
         router.head.norm.weight.fill_(1.0)
         router.head.proj.weight.copy_(weight[:, :n_trunk])
         router.head.proj.bias.copy_(bias)
+        if cfg.token_bag:
+            router.token_weight, router.token_scale = weight[:, n_trunk:n_tok].float().clone(), cfg.token_scale
         if signals is not None:
-            router.signal_weight = weight[:, n_trunk:].double().clone()
+            router.signal_weight = weight[:, n_tok:].double().clone()
         val_logits = router.head.from_features(x_va[:, :n_trunk]).double().numpy()
-        if signals is not None:
-            val_logits = val_logits + x_va[:, n_trunk:].double().numpy() @ router.signal_weight.numpy().T
+        val_logits = val_logits + (x_va[:, n_trunk:].double() @ weight[:, n_trunk:].double().T).numpy()
     router.calibration = fit_calibration(val_logits, labels, validation.labels, cfg.calibration)
     decided, _ = decide(softmax(val_logits, router.calibration.temperature), labels, router.calibration.threshold)
     report = {**hist, "index_signals": signals.domains if signals is not None else None,

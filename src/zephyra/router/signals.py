@@ -31,17 +31,27 @@ from ..errors import ArtifactError
 _TRAIN_RAW: dict[tuple, np.ndarray] = {}  # the last training prompts' raw signals (one entry)
 
 
+ALL = ("bm25", "name_words", "named", "known_words", "mean_idf")  # KnowledgeIndex.SIGNALS
+
+
 class IndexSignals:
     def __init__(self, indexes: dict, domains: Sequence[str], mean: np.ndarray, std: np.ndarray, scale: float,
-                 root: str):
+                 root: str, which: Sequence[str] = ALL):
         self.indexes, self.domains = indexes, list(domains)
+        self.which = tuple(which)  # the signals read per index (KnowledgeIndex.signals), in this order
+        unknown = [w for w in self.which if w not in ALL]
+        if unknown or not self.which:
+            raise ArtifactError(f"index signals: unknown signal {unknown[0]!r}; known: {', '.join(ALL)}" if unknown
+                                else "index signals: none chosen")
         self.mean, self.std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
         self.scale, self.root = float(scale), str(root)
         if self.mean.shape != (self.dim,) or self.std.shape != (self.dim,):
             raise ArtifactError(f"index signals: {self.mean.shape[0]} means for {len(self.domains)} domains "
                                 f"x {self.per_domain} signals")
 
-    per_domain = 5  # KnowledgeIndex.SIGNALS
+    @property
+    def per_domain(self) -> int:
+        return len(self.which)
 
     @property
     def dim(self) -> int:
@@ -49,10 +59,14 @@ class IndexSignals:
 
     def raw(self, prompts: Sequence[str], log: Callable[[str], None] | None = None) -> np.ndarray:
         """(N, domains x signals), unstandardised, domain by domain (``log``: a line per domain)."""
+        from ..retrieval.index import query_names, query_words
+
         parts = []
+        names = [query_names(p) for p in prompts]  # the same for every index: computed once
+        words = [query_words(p) for p in prompts]
         for d in self.domains:
             t = time.perf_counter()
-            parts.append(self.indexes[d].signals(prompts))
+            parts.append(self.indexes[d].signals(prompts, self.which, names, words))
             if log is not None:
                 log(f"  router signals: {len(prompts):,} prompts looked up in the {d} index in "
                     f"{time.perf_counter() - t:.1f} s")
@@ -66,26 +80,33 @@ class IndexSignals:
 
     @classmethod
     def fit(cls, indexes: dict, prompts: Sequence[str], *, scale: float, root: str | os.PathLike,
-            domains: Sequence[str] | None = None, log: Callable[[str], None] | None = print
-            ) -> tuple[IndexSignals, np.ndarray]:
+            domains: Sequence[str] | None = None, log: Callable[[str], None] | None = print,
+            which: Sequence[str] = ALL) -> tuple[IndexSignals, np.ndarray]:
         """Signals over ``domains`` (default: every index given), standardised on ``prompts``: (the signals,
         the prompts' features), so the training prompts are looked up once."""
         domains = sorted(indexes) if domains is None else [d for d in domains if d in indexes]
         if not domains:
             raise ArtifactError(f"{root}: no knowledge index for any of the router's labels")
-        n = len(domains) * cls.per_domain
-        signals = cls(indexes, domains, np.zeros(n), np.ones(n), scale, str(root))
+        n = len(domains) * len(which)
+        signals = cls(indexes, domains, np.zeros(n), np.ones(n), scale, str(root), which)
         key = (tuple((d, indexes[d].manifest.get("chunks_sha256")) for d in domains),
                hashlib.sha256("\n".join(prompts).encode()).hexdigest())
-        if key not in _TRAIN_RAW:  # the quickstart fits two routers on the same prompts: look them up once
+        cached = _TRAIN_RAW.get(key)
+        if cached is None or not set(which) <= set(cached[0]):
+            # the quickstart fits two routers on the same prompts: look them up once, every signal either needs
+            every = tuple(dict.fromkeys([*(cached[0] if cached else ()), *which]))
+            full = cls(indexes, domains, np.zeros(len(domains) * len(every)), np.ones(len(domains) * len(every)),
+                       scale, str(root), every)
             _TRAIN_RAW.clear()
-            _TRAIN_RAW[key] = signals.raw(prompts, log)
-        x = _TRAIN_RAW[key]
+            _TRAIN_RAW[key] = cached = (every, full.raw(prompts, log))
+        every, raw = cached
+        cols = [i * len(every) + every.index(w) for i in range(len(domains)) for w in which]
+        x = raw[:, cols]
         signals.mean, signals.std = x.mean(0), x.std(0) + 1e-6
         return signals, signals.scaled(x)
 
     def spec(self) -> dict:
-        return {"root": self.root, "domains": self.domains, "scale": self.scale,
+        return {"root": self.root, "domains": self.domains, "scale": self.scale, "which": list(self.which),
                 "indexes": {d: self.indexes[d].manifest.get("chunks_sha256") for d in self.domains},
                 "mean": self.mean.tolist(), "std": self.std.tolist()}
 
@@ -109,11 +130,11 @@ class IndexSignals:
                                     f"router (zephyra router train --index {base})")
             indexes[d] = idx
         return cls(indexes, spec["domains"], np.asarray(spec["mean"]), np.asarray(spec["std"]), spec["scale"],
-                   str(base))
+                   str(base), spec.get("which", ALL))
 
 
-def fit_signals(root: str | os.PathLike, labels: Sequence[str], prompts: Sequence[str], scale: float
-                ) -> tuple[IndexSignals, np.ndarray]:
+def fit_signals(root: str | os.PathLike, labels: Sequence[str], prompts: Sequence[str], scale: float,
+                which: Sequence[str] = ALL) -> tuple[IndexSignals, np.ndarray]:
     """The signals of the indexes under ``root`` for the router's ``labels`` that have one, standardised on the
     training ``prompts``: (signals, the prompts' features). A missing root or no index for any label: DataError."""
     from ..errors import DataError
@@ -123,6 +144,6 @@ def fit_signals(root: str | os.PathLike, labels: Sequence[str], prompts: Sequenc
 
     try:
         indexes = open_indexes(root, [d for d in labels if d != BASE and (Path(root) / d).is_dir()])
-        return IndexSignals.fit(indexes, check_prompts(prompts), scale=scale, root=root)
+        return IndexSignals.fit(indexes, check_prompts(prompts), scale=scale, root=root, which=which)
     except ArtifactError as e:
         raise DataError(f"the router's index signals: {e}") from None
