@@ -126,3 +126,46 @@ def test_a_shadow_canary_answers_copies_the_users_never_see(live):
     text = httpx.get(url + "/metrics").text
     assert f'zephyra_requests_total{{adapter="python",endpoint="shadow",status="200",version="{v2}"}}' in text
     assert 'arm="shadow"' in text
+
+
+def test_the_registrys_router_is_served_and_followed_too(system_dirs, tmp_path):
+    """A registry holding a "router" (routers are artifacts too): its stable version routes ``auto``; a promoted
+    version routes from the next request on; one of another base is refused and the old one routes on."""
+    from zephyra.registry import Registry
+    from zephyra.resolve.system import load_system
+    from zephyra.serve.app import create_app
+    from zephyra.serve.deploy import registry_adapters, registry_router
+
+    reg = Registry(tmp_path / "registry")
+    for name in ("python", "chemistry"):
+        reg.push(system_dirs["adapters"] / name, name)
+    r1 = reg.push(system_dirs["router"], "router")
+    assert registry_router(reg) == (r1, reg.path("router", r1))
+    dirs, _ = registry_adapters(reg)
+    system = load_system(system_dirs["base"], None, registry_router(reg)[1], adapter_dirs=dirs)
+    with running(create_app(system, registry=reg, max_tokens=8, reload_interval=0.2)) as url:
+        def auto_version():
+            return next(m for m in httpx.get(url + "/v1/models").json()["data"] if m["id"] == "auto")["version"]
+
+        assert auto_version() == r1 and _ask(url, "auto")["adapter"] != "base"
+        # a version that abstains on everything: a temperature that flattens every score, a threshold of 0.5
+        shy = tmp_path / "shy"
+        shutil.copytree(system_dirs["router"], shy)
+        spec = json.loads((shy / "router.json").read_text())
+        spec["calibration"] = {"temperature": 1e6, "threshold": 0.5}
+        (shy / "router.json").write_text(json.dumps(spec))
+        r2 = reg.push(shy, "router")
+        reg.promote("router", r2)
+        _until(lambda: auto_version() == r2)
+        assert _ask(url, "auto")["adapter"] == "base"
+        other = tmp_path / "other"  # another base's router
+        shutil.copytree(shy, other)
+        manifest = json.loads((other / "manifest.json").read_text())
+        manifest["base"]["fingerprint"] = "0" * 64
+        (other / "manifest.json").write_text(json.dumps(manifest))
+        spec["calibration"] = {"temperature": 1.0, "threshold": 0.0}
+        (other / "router.json").write_text(json.dumps(spec))
+        r3 = reg.push(other, "router")
+        reg.promote("router", r3)
+        _until(lambda: any(e["action"] == "refused" and e["to"] == r3 for e in reg.log("router")))
+        assert auto_version() == r2 and _ask(url, "auto")["adapter"] == "base"

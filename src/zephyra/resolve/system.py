@@ -129,6 +129,13 @@ class System:
         self.adapter_dirs[name] = path
         self.retriever.add(name, path)
 
+    def set_router(self, router) -> None:
+        """Route with another router from the next request on (a registry version, loaded and checked by the
+        caller); requests already routed keep their route."""
+        self.router = router
+        if self._engine is not None:
+            self._engine.router = router
+
     def remove_adapter(self, name: str) -> bool:
         """Stop serving an adapter; False (and nothing changed) while a request still uses it."""
         if self._engine is not None and not self._engine.remove_adapter(name):

@@ -68,7 +68,7 @@ class Server:
     """What the routes share: the system, the keys' digests, the bounded admission count, the metrics."""
 
     def __init__(self, system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None,
-                 canaries: dict | None = None, registry=None, rules=None):
+                 canaries: dict | None = None, registry=None, rules=None, registry_router: str | None = "router"):
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending}")
         self.system = system
@@ -92,6 +92,9 @@ class Server:
             name, at, version = key.partition("@")
             self.loaded[(name, version if at else self.versions[name])] = key
         self.refused: set[tuple[str, str]] = set()  # versions that failed their checks (refused once, in the log)
+        # the registry's router name to follow (None: the router given at start stays), and the served version
+        self.router_name = registry_router if registry is not None else None
+        self.router_version = adapter_version(system.paths["router"]) if system.paths.get("router") else None
         self._sync_lock = threading.Lock()
         self.shadowing, self._shadow_lock = 0, threading.Lock()  # shadow copies running (they share max_pending)
         self.base_name = str(system.paths.get("base") or "base")
@@ -246,6 +249,7 @@ class Server:
             return []
         changes: list[str] = []
         with self._sync_lock:
+            changes += self._sync_router()
             for name in self.registry.names():
                 try:
                     versions = self.registry.versions(name)
@@ -286,6 +290,42 @@ class Server:
             self._unload_unused()
         return changes
 
+    def _sync_router(self) -> list[str]:
+        """Route with the registry's stable router version once it is loaded and checked (its hash, its base)."""
+        from ..errors import ArtifactError
+        from ..registry.store import RegistryError, version_of
+        from ..router.artifact import load_router
+        from .deploy import registry_router
+
+        if self.router_name is None:
+            return []
+        try:
+            found = registry_router(self.registry, self.router_name)
+        except (RegistryError, OSError, ValueError):
+            return []
+        if found is None or found[0] == self.router_version or (self.router_name, found[0]) in self.refused:
+            return []
+        version, path = found
+        try:
+            if version_of(path) != version:
+                raise ArtifactError(f"its files hash to {version_of(path)}, not to its version (changed or corrupt)")
+            router = load_router(path, model=self.system.model, tokenizer=self.system.tokenizer,
+                                 index_root=self.system.retriever.index_root)
+        except (ArtifactError, OSError, ValueError, RuntimeError, KeyError) as e:
+            self._refuse(self.router_name, version, e, self.router_version)
+            return []
+        before, self.router_version = self.router_version, version
+        self.system.set_router(router)
+        return [f"{self.router_name}: stable {before or '-'} -> {version}"]
+
+    def _refuse(self, name: str, version: str, error: Exception, serving: str | None) -> None:
+        import sys
+
+        self.refused.add((name, version))
+        why = f"not served: {' '.join(str(error).split())[:300]}; {name}@{serving or '-'} serves on"
+        self.registry.note(name, "refused", serving, version, why, who="server")
+        print(f"registry: {name}@{version} {why}", file=sys.stderr)
+
     def _load(self, name: str, version: str) -> str | None:
         """The key ``name@version`` serves under, loading and checking it first; None if it is refused."""
         from ..errors import ArtifactError
@@ -303,12 +343,7 @@ class Server:
             key = f"{name}@{version}"
             self.system.add_adapter(key, path)
         except (ArtifactError, OSError, ValueError, RuntimeError, KeyError) as e:
-            self.refused.add((name, version))
-            why = f"not served: {' '.join(str(e).split())[:300]}; {name}@{self.versions.get(name, '-')} serves on"
-            self.registry.note(name, "refused", self.versions.get(name), version, why, who="server")
-            import sys
-
-            print(f"registry: {name}@{version} {why}", file=sys.stderr)
+            self._refuse(name, version, e, self.versions.get(name))
             return None
         self.loaded[(name, version)] = key
         return key
@@ -340,7 +375,7 @@ class Server:
                  "version": None, "domain": None}]
         if self.system.router is not None:
             rows.insert(0, {"id": AUTO, "object": "model", "created": self.created, "owned_by": "zephyra",
-                            "parent": self.base_name, "version": None, "domain": "routed"})
+                            "parent": self.base_name, "version": self.router_version, "domain": "routed"})
         for name, version in self.versions.items():
             row = {"id": name, "object": "model", "created": self.created, "owned_by": "zephyra",
                    "parent": self.base_name, "version": version, "domain": name}
@@ -427,16 +462,17 @@ def _finish(reason: str | None) -> str:
 
 
 def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None,
-               canaries: dict | None = None, registry=None, rules=None, alerts=None, reload_interval: float = 2.0):
+               canaries: dict | None = None, registry=None, rules=None, alerts=None, reload_interval: float = 2.0,
+               registry_router: str | None = "router"):
     """The FastAPI application serving ``system`` (resolve/system.py). ``system.close()`` runs at shutdown.
     ``canaries``: {adapter: serve.deploy.Canary}, each loaded in ``system`` as NAME@VERSION beside the stable one;
     with the ``registry`` they came from and ``rules`` (serve.canary.RulesConfig), the canaries are analysed on an
     interval and promoted or rolled back. ``alerts`` (serve.alerts.AlertsConfig): alert rules checked on their
     interval, to a JSONL log and a webhook. With a ``registry``, every ``reload_interval`` seconds (0: never) what
     it says is served (``Server.sync_registry``): a push, canary, promote or rollback takes effect without a
-    restart."""
+    restart; its router ``registry_router`` (a name; None: keep the router given), when it holds one, too."""
     server = Server(system, api_keys=api_keys, max_pending=max_pending, max_tokens=max_tokens, canaries=canaries,
-                    registry=registry, rules=rules)
+                    registry=registry, rules=rules, registry_router=registry_router)
     controller = CanaryController(rules, server.outcomes, server.decide) if rules and registry else None
 
     alerter = None

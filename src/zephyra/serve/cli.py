@@ -27,7 +27,8 @@ def serve(
     router: RouterOpt = None,
     index: IndexOpt = None,
     registry: Annotated[Path | None, typer.Option(help="serve each adapter's stable version from this registry, "
-                                                   "and its canary to its share of users (instead of --adapters)")
+                                                   "and its canary to its share of users (instead of --adapters); "
+                                                   "its 'router', without --router; followed live")
                         ] = None,
     rules: Annotated[Path | None, typer.Option(help="YAML of the canary's live rules (serve/canary.py): analysed "
                                                 "on an interval, promoted or rolled back (needs --registry)")
@@ -84,15 +85,20 @@ def serve(
         from ..registry import Registry
         from .deploy import registry_adapters
 
+        from .deploy import registry_router
+
         reg = Registry(registry)
         dirs, canaries = registry_adapters(reg)
         if not dirs:
             clikit.fail(f"--registry {registry}: no adapter with a stable version (zephyra registry push DIR --name N)")
-        system = open_system(base, None, router, index=index, adapter_dirs=dirs, upstream=up)
+        follow = router is None and registry_router(reg) is not None  # its "router" is served, and followed live
+        system = open_system(base, None, registry_router(reg)[1] if follow else router, index=index,
+                             adapter_dirs=dirs, upstream=up)
     else:
         system = open_system(base, adapters, router, index=index, upstream=up)
     app = create_app(system, api_keys=keys, max_pending=max_pending, canaries=canaries, registry=reg, rules=rules_cfg,
-                     alerts=alerts_cfg, reload_interval=reload_interval)
+                     alerts=alerts_cfg, reload_interval=reload_interval,
+                     registry_router="router" if registry is not None and router is None else None)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     typer.echo(f"serving {len(system.adapters)} adapters{' and a router' if system.router else ''} on "

@@ -4,6 +4,7 @@ with the share of traffic it gets; and which arm a request goes to, sticky per u
     dirs, canaries = registry_adapters(Registry("runs/registry"))
     # dirs: {"python": <stable dir>, "python@3f2a9c1b7d4e": <canary dir>, ...}; canaries: {"python": Canary(...)}
     arm = canary_arm("python", canaries["python"], sticky="user-42")    # "canary" or "stable"
+    version, path = registry_router(Registry("runs/registry"))         # its "router", when it holds one
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ def registry_adapters(registry) -> tuple[dict[str, Path], dict[str, Canary]]:
             dirs[canary.key(name)] = registry.path(name, aliases.canary)
             canaries[name] = canary
     return dirs, canaries
+
+
+def registry_router(registry, name: str = "router") -> tuple[str, Path] | None:
+    """(stable version, directory) of the router the registry holds under ``name``, or None when it holds none."""
+    if name not in registry.names():
+        return None
+    versions = registry.versions(name)
+    stable = registry.aliases(name).stable
+    if not versions or versions[0]["kind"] != "router" or stable is None:
+        return None
+    return stable, registry.path(name, stable)
 
 
 def canary_arm(name: str, canary: Canary, sticky: str) -> str:
