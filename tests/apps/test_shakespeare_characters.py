@@ -1,0 +1,121 @@
+"""Characters (apps/shakespeare/characters.py, converse.py): their dialogue data split by scene, the bad input
+of every entry point, the perplexity matrix, and a conversation on a tiny base with random character adapters:
+turn-taking, one JSON object a turn, the transcript and ``converse watch``."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+sys.path[:0] = [str(Path(__file__).parents[1] / d) for d in ("router", "resolve")]
+from resolve_helpers import save_adapters  # noqa: E402
+from router_helpers import make_model, make_tokenizer  # noqa: E402
+
+from zephyra.apps.shakespeare.characters import (  # noqa: E402
+    CHARACTERS, character_splits, check_characters, dialogue_pairs, perplexity_matrix, write_character_data,
+)
+from zephyra.apps.shakespeare.converse import converse, next_speaker, open_characters, watch  # noqa: E402
+from zephyra.apps.shakespeare.plays import load_play  # noqa: E402
+from zephyra.cli import app  # noqa: E402
+from zephyra.errors import DataError  # noqa: E402
+
+runner = CliRunner()
+
+
+def test_every_character_has_replies_to_train_and_test_on_in_separate_scenes():
+    cache = {}
+    for slug, (play, name) in CHARACTERS.items():
+        splits = character_splits(slug, cache)
+        assert splits["train"] and splits["test"] and splits["validation"], slug
+        train_scenes = {p.scene for p in splits["train"] + splits["validation"]}
+        assert not train_scenes & {p.scene for p in splits["test"]}, slug  # the split is by scene
+        assert all(p.speaker == name and p.prompt.startswith(f"{p.to}: ") and p.to != name
+                   for v in splits.values() for p in v)
+    ophelia = dialogue_pairs(load_play("hamlet"), "Ophelia")
+    assert any(p.to == "Hamlet" for p in ophelia) and any(p.to == "Polonius" for p in ophelia)
+
+
+def test_bad_character_lists_are_one_line():
+    with pytest.raises(DataError, match="unknown character 'yorick'; known: hamlet, ophelia"):
+        check_characters(["hamlet", "yorick"])
+    with pytest.raises(DataError, match="'hamlet' is given twice"):
+        check_characters(["hamlet", "Hamlet"])
+    with pytest.raises(DataError, match="no character given"):
+        check_characters([" "])
+    assert check_characters(["Lady Macbeth"]) == ["lady-macbeth"]
+
+
+def test_character_data_is_the_adapter_trainers_layout(tmp_path):
+    from zephyra.data.store import load
+
+    counts = write_character_data(["ophelia"], tmp_path, echo=lambda s: None)
+    qa = load(tmp_path, "domains/ophelia/qa")
+    assert {k: len(v) for k, v in qa.items()} == counts["ophelia"]
+    assert qa["train"][0]["question"].split(":")[0] in {"Hamlet", "Polonius", "Laertes", "Claudius", "Gertrude"}
+    assert len(load(tmp_path, "domains/ophelia/raw")["test"]) == counts["ophelia"]["test"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny base and random LoRA adapters named as characters."""
+    root = tmp_path_factory.mktemp("characters")
+    tok = make_tokenizer()
+    model = make_model(tok)
+    model.save_pretrained(root / "base")
+    tok.save_pretrained(root / "base")
+    save_adapters(model, root / "adapters", names=("hamlet", "ophelia", "polonius"))
+    return root
+
+
+def test_a_conversation_takes_turns_logs_them_and_can_be_watched(tiny, tmp_path):
+    from zephyra.registry.store import version_of
+
+    system = open_characters(["hamlet", "ophelia", "polonius"], base=tiny / "base", adapters=tiny / "adapters")
+    log = tmp_path / "talk.jsonl"
+    try:
+        turns = list(converse(system, ["hamlet", "ophelia", "polonius"], turns=4, temperature=0.0, log=log,
+                              max_tokens=6, scene="A room in the castle."))
+    finally:
+        system.close()
+    assert [t["turn"] for t in turns] == [1, 2, 3, 4] and turns[0]["speaker"] == "Hamlet"
+    for a, b in zip(turns, turns[1:]):
+        assert b["adapter"] == next_speaker(a["text"], a["adapter"], ["hamlet", "ophelia", "polonius"])
+        assert b["adapter"] != a["adapter"]  # nobody answers themselves
+    assert all(t["version"] == version_of(tiny / "adapters" / t["adapter"]) and t["text"] for t in turns)
+    records = list(watch(log, follow=False))
+    assert records[0]["kind"] == "settings" and records[0]["characters"] == ["hamlet", "ophelia", "polonius"]
+    assert [r["text"] for r in records[1:]] == [t["text"] for t in turns]
+    assert next_speaker("Good Polonius, a word.", "hamlet", ["hamlet", "ophelia", "polonius"]) == "polonius"
+    assert next_speaker("A word.", "polonius", ["hamlet", "ophelia", "polonius"]) == "hamlet"  # round-robin
+
+
+def test_the_converse_command_speaks_json_and_refuses_bad_input(tiny, tmp_path):
+    opts = ["--base", str(tiny / "base"), "--adapters", str(tiny / "adapters")]
+    log = tmp_path / "cli.jsonl"
+    r = runner.invoke(app, ["converse", "--characters", "hamlet,ophelia", "--turns", "2", "--json", "--log",
+                            str(log), "--max-tokens", "4", *opts])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [set(x) for x in rows] == [{"turn", "speaker", "adapter", "version", "text", "sources"}] * 2
+    w = runner.invoke(app, ["converse", "watch", str(log), "--no-follow"])
+    assert w.exit_code == 0 and "HAMLET (hamlet@" in w.output
+    for args, why in ((["--characters", "hamlet,hamlet"], "given twice"),
+                      (["--characters", "hamlet,yorick"], "unknown character 'yorick'; known:"),
+                      (["--characters", "hamlet"], "two to four characters"),
+                      (["--characters", "hamlet,ophelia", "--turns", "0"], "--turns must be at least 1"),
+                      (["--characters", "hamlet,gertrude"], "no adapter for 'gertrude'")):
+        bad = runner.invoke(app, ["converse", *args, *opts])
+        assert bad.exit_code == 2 and why in bad.output and len(bad.output.strip().splitlines()) == 1, bad.output
+    missing = runner.invoke(app, ["converse", "watch", str(tmp_path / "none.jsonl"), "--no-follow"])
+    assert missing.exit_code == 2 and "no such transcript" in missing.output
+    play = runner.invoke(app, ["shakespeare", "data", "--plays", "hamlett", "--out", str(tmp_path)])
+    assert play.exit_code == 2 and "no play 'hamlett'" in play.output
+
+
+def test_the_perplexity_matrix_scores_every_adapter_on_every_characters_test_replies(tiny):
+    result = perplexity_matrix(["hamlet", "ophelia"], tiny / "base", tiny / "adapters", echo=lambda s: None)
+    assert result["rows"] == ["base", "hamlet", "ophelia"] and result["columns"] == ["hamlet", "ophelia"]
+    assert all(len(r) == 2 and all(v > 1 for v in r) for r in result["perplexity"])
+    assert result["test_replies"]["ophelia"] == len(character_splits("ophelia")["test"])
