@@ -74,6 +74,7 @@ def test_promote_rollback_and_canary_take_effect_without_a_restart(live, system_
     models = {m["id"]: m for m in httpx.get(url + "/v1/models").json()["data"]}
     assert models["python"]["version"] == v2
     assert _ask(url, "auto")["adapter"] in ("python", "chemistry", "base")  # routing still works after the swap
+    server.unload_after = 0.5
     _until(lambda: ("python", v1) not in server.loaded)  # the old version is unloaded once nobody uses it
     reg.rollback("python")
     _until(lambda: _ask(url)["version"] == v1)  # loaded again from the registry

@@ -290,3 +290,24 @@ def test_cli_trains_several_domains_and_prints_a_table(world, zephyra_base, tmp_
     assert "val ppl base -> adapter" in result.stdout and f"beta: {tmp_path / 'beta'}" in result.stdout
     again = _cli(*args)  # finished adapters are kept
     assert again.exit_code == 0 and "(kept)" in again.stdout
+
+
+def test_an_adapter_can_start_from_another_and_refines_it(world, zephyra_base, tmp_path):
+    """init_from: a shared layer (alpha) that a second adapter starts from: at step 0 it equals the shared one,
+    and training on beta moves it from there; an adapter of another rank is refused in one line."""
+    from safetensors.torch import load_file
+
+    shared = train_adapter(_recipe(world, zephyra_base, tmp_path / "shared", max_steps=10), **QUIET)["out"]
+    start = train_adapter(_recipe(world, zephyra_base, tmp_path / "same", domain="beta", init_from=shared,
+                                  max_steps=1, lr=1e-12), **QUIET)["out"]
+    a = load_file(str(Path(shared) / "adapter_model.safetensors"))
+    b = load_file(str(Path(start) / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # it started there
+    moved = train_adapter(_recipe(world, zephyra_base, tmp_path / "delta", domain="beta", init_from=shared,
+                                  max_steps=10), **QUIET)
+    c = load_file(str(Path(moved["out"]) / "adapter_model.safetensors"))
+    assert any(not torch.allclose(a[k], c[k], atol=1e-4) for k in a)
+    assert moved["metrics"]["val_perplexity"] < moved["metrics"]["base_val_perplexity"]
+    with pytest.raises(RecipeError, match="init_from .* rank 4, not lora of rank 8"):
+        train_adapter(_recipe(world, zephyra_base, tmp_path / "bad", domain="beta", init_from=shared, rank=8),
+                      **QUIET)

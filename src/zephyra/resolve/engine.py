@@ -275,6 +275,7 @@ class Engine:
         self._cond = threading.Condition()
         self._closed = False
         self._step_lock = threading.Lock()  # held by the worker for a step; adapters change between steps
+        self._adapters_lock = threading.Lock()  # submits (check + queue) and adapter removals, one at a time
         self._worker: threading.Thread | None = None
         self._rows_changed = True  # the per-row LoRA layout must be rebuilt before the next decoding step
         self.steps = 0  # decoding steps run (all rows at once): for tests and benchmarks
@@ -327,12 +328,17 @@ class Engine:
         """Queue several requests at once (they join the batch together); every one is checked first, so a bad
         one queues none."""
         rows = []
-        for request in requests:
-            ids, truncated, text = self.prepare(request)
-            request_id = request.request_id or f"req-{next(self._ids)}"
-            rows.append(_Row(request=request, stream=Stream(request_id, len(ids), truncated), ids=ids,
-                             route_text=text, text=TextStream(self.tokenizer, request.sampling.stop),
-                             generator=request.sampling.generator()))
+        with self._adapters_lock:  # no adapter is removed between a request's check and its queueing
+            for request in requests:
+                ids, truncated, text = self.prepare(request)
+                request_id = request.request_id or f"req-{next(self._ids)}"
+                rows.append(_Row(request=request, stream=Stream(request_id, len(ids), truncated), ids=ids,
+                                 route_text=text, text=TextStream(self.tokenizer, request.sampling.stop),
+                                 generator=request.sampling.generator()))
+            self._enqueue(rows)
+        return [r.stream for r in rows]
+
+    def _enqueue(self, rows: list[_Row]) -> None:
         with self._cond:
             if self._closed:
                 raise RequestError("the engine is closed")
@@ -344,7 +350,6 @@ class Engine:
                 # stop the worker before the interpreter tears torch down: a daemon thread still inside torch
                 # at exit aborts the process ("terminate called without an active exception")
                 atexit.register(_close_at_exit, weakref.ref(self))
-        return [r.stream for r in rows]
 
     def run(self, requests: Sequence[Request]) -> list[Completion]:
         """Submit the requests together, then wait for all (in order)."""
@@ -358,7 +363,7 @@ class Engine:
 
     def remove_adapter(self, name: str) -> bool:
         """Stop serving ``name`` unless a queued or running request uses it (then False: try again later)."""
-        with self._step_lock, self._cond:
+        with self._adapters_lock, self._step_lock, self._cond:
             busy = any(r.request.adapter == name or name in getattr(r.route or r.request.route, "weights", {})
                        for r in [*self._waiting, *self._running])
             if not busy:

@@ -96,6 +96,8 @@ class Server:
         self.router_name = registry_router if registry is not None else None
         self.router_version = adapter_version(system.paths["router"]) if system.paths.get("router") else None
         self._sync_lock = threading.Lock()
+        self.unload_after = 10.0  # seconds a version no alias names stays loaded (for requests assigned to it)
+        self._unwanted: dict[tuple[str, str], float] = {}
         self.shadowing, self._shadow_lock = 0, threading.Lock()  # shadow copies running (they share max_pending)
         self.base_name = str(system.paths.get("base") or "base")
         self.created = int(time.time())
@@ -349,10 +351,20 @@ class Server:
         return key
 
     def _unload_unused(self) -> None:
+        """Unload the versions no alias has named for ``unload_after`` seconds, once no request uses them (a
+        request assigned to one just before the switch still finds it)."""
         wanted = {(n, v) for n, v in self.versions.items()} | {(n, c.version) for n, c in self.canaries.items()}
+        now = time.monotonic()
+        for key in list(self._unwanted):
+            if key in wanted:
+                del self._unwanted[key]
         for (name, version), key in list(self.loaded.items()):
-            if (name, version) not in wanted and self.system.remove_adapter(key):
+            if (name, version) in wanted:
+                continue
+            since = self._unwanted.setdefault((name, version), now)
+            if now - since >= self.unload_after and self.system.remove_adapter(key):
                 del self.loaded[(name, version)]
+                del self._unwanted[(name, version)]
 
     def analysed(self) -> dict[str, tuple[str, str]]:
         return {n: (self.versions[n], c.version) for n, c in self.canaries.items() if n not in self.held}

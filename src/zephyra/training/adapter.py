@@ -70,6 +70,8 @@ class AdapterRecipe:
     target_modules: list[str] | None = None  # None: all of the layers' linears (Zephyra), PEFT's default (others)
     layers: list[int] | None = None  # None: Zephyra's branch, or the last half of another model's layers
     identity_init: bool = True
+    init_from: str | None = None  # start from this saved adapter's weights (same method, rank and modules, the
+    # same base): a shared layer (a play's dialogue) that a character's adapter refines; None: a fresh adapter
     # --- data ---
     data_root: str = "runs/data"
     qa_fraction: float = 0.25  # share of training sequences from qa/train (chat template); 0: raw text only
@@ -332,6 +334,36 @@ def _train_loop(model, data: DomainData, recipe: AdapterRecipe, echo, pad_id: in
             "train_loss_first": first_loss, "train_loss_last": total}
 
 
+def _init_from(model, recipe: AdapterRecipe, fingerprint) -> None:
+    """Load ``recipe.init_from``'s weights into the freshly attached adapter, or a one-line RecipeError (another
+    base, another method or shape)."""
+    import json
+
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from ..adapters.store import check_adapter_base
+
+    src = Path(recipe.init_from)
+    if not (src / "adapter_model.safetensors").is_file():
+        raise RecipeError(f"init_from {src}: not a saved adapter (no adapter_model.safetensors)")
+    if (src / "manifest.json").is_file():
+        check_adapter_base(src, fingerprint)
+    cfg = json.loads((src / "adapter_config.json").read_text())
+    if cfg.get("r") != recipe.rank or str(cfg.get("peft_type", "")).lower() != (
+            "lora" if recipe.method in ("lora", "qlora", "dora") else recipe.method):
+        raise RecipeError(f"init_from {src}: a {cfg.get('peft_type')} adapter of rank {cfg.get('r')}, not "
+                          f"{recipe.method} of rank {recipe.rank}")
+    try:
+        result = set_peft_model_state_dict(model, load_file(str(src / "adapter_model.safetensors")),
+                                           adapter_name=recipe.domain)
+    except RuntimeError as e:
+        raise RecipeError(f"init_from {src}: its weights do not fit ({str(e).splitlines()[0][:160]})") from None
+    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+    if missing:
+        raise RecipeError(f"init_from {src}: no weights for {missing[0]} (other target modules or layers)")
+
+
 def _adapter_bytes(model, name: str) -> int:
     """Bytes PEFT writes for the adapter (weights + adapter_config.json), measured by a throw-away save, so the
     number can go in the manifest of the one atomic save."""
@@ -394,6 +426,8 @@ def _train_adapter(recipe: AdapterRecipe, out: Path, echo) -> dict:
     # --- attach and train ----------------------------------------------------------------------------------------
     torch.manual_seed(recipe.seed)  # non-identity and prefix initialisations
     model = attach_adapter(model, recipe.spec(), name=recipe.domain)
+    if recipe.init_from:
+        _init_from(model, recipe, fingerprint)
     trainable = sum(p.numel() for p in _trainable(model))
     echo(f"{recipe.domain}/{recipe.method}: {trainable:,} trainable parameters; base val perplexity "
          f"{base_ppl['base_val_perplexity']:.2f}")

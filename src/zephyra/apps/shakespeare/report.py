@@ -99,7 +99,7 @@ def plot_matrix(result: dict, path: str | os.PathLike) -> None:
     fig, ax = plt.subplots(figsize=(1.0 * len(cols) + 2.5, 0.55 * len(rows) + 2))
     im = ax.imshow([[math.log(v) for v in r] for r in vals], cmap="viridis_r")
     ax.set_xticks(range(len(cols)), [display(c) for c in cols], rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(rows)), [r if r == "base" else display(r) for r in rows], fontsize=8)
+    ax.set_yticks(range(len(rows)), [r if r in ("base", "shared") else display(r) for r in rows], fontsize=8)
     for i, r in enumerate(vals):
         for j, v in enumerate(r):
             ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white")
