@@ -119,3 +119,30 @@ def test_the_perplexity_matrix_scores_every_adapter_on_every_characters_test_rep
     assert result["rows"] == ["base", "hamlet", "ophelia"] and result["columns"] == ["hamlet", "ophelia"]
     assert all(len(r) == 2 and all(v > 1 for v in r) for r in result["perplexity"])
     assert result["test_replies"]["ophelia"] == len(character_splits("ophelia")["test"])
+
+
+def test_style_statistics_and_the_attribution_ceiling():
+    from zephyra.apps.shakespeare.fidelity import AttributionScorer, style
+
+    s = style(["thou art a villain, a villain", "send me an email"])
+    assert s["distinct_1"] == pytest.approx(8 / 10) and s["words_per_reply"] == 5.0  # 10 words, 8 distinct
+    assert s["repetition"] == pytest.approx(2 / 10)  # "a" and "villain" repeat a word of the last three
+    assert s["archaic_rate"] == pytest.approx(2 / 10) and s["modern_rate"] == pytest.approx(1 / 10)
+    scorer = AttributionScorer(["hamlet", "ophelia", "macbeth", "lady-macbeth"])
+    cache = {}
+    test = [(p.reply, slug) for slug in scorer.slugs for p in character_splits(slug, cache)["test"]]
+    real = scorer.macro_f1([t for t, _ in test], [s for _, s in test])
+    assert 0.25 < real < 1.0  # the real held-out lines: above chance (0.25), far from perfect
+
+
+def test_fidelity_scores_generated_replies_beside_the_real_ones(tiny):
+    from zephyra.apps.shakespeare.fidelity import PROBES, fidelity, fidelity_markdown
+
+    system = open_characters(["hamlet", "ophelia"], base=tiny / "base", adapters=tiny / "adapters")
+    try:
+        r = fidelity(system, ["hamlet", "ophelia"], per_character=3, max_tokens=4, echo=lambda s: None)
+    finally:
+        system.close()
+    assert r["attribution_macro_f1"]["chance"] == 0.5 and 0 <= r["attribution_macro_f1"]["generated"] <= 1
+    assert set(r["per_character"]) == {"hamlet", "ophelia"} and r["probes"] == list(PROBES)
+    assert r["per_character"]["ophelia"]["replies"] == 3 and "| Ophelia | 3 |" in fidelity_markdown(r)

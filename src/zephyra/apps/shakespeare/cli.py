@@ -79,8 +79,13 @@ def build(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
 
 @app.command()
 def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("runs/phase2/final"),
-          characters: CharsOpt = "all", out: OutOpt = OUT) -> None:
-    """Held-out reply perplexity of every character's test scenes under the base and each character's adapter."""
+          characters: CharsOpt = "all", out: OutOpt = OUT,
+          fidelity: Annotated[bool, typer.Option(help="also generate replies to the held-out prompts and score "
+                                                      "them: attribution, style, anachronism")] = True,
+          per_character: Annotated[int, typer.Option(min=1, help="held-out prompts answered per character")] = 24
+          ) -> None:
+    """Held-out reply perplexity of every character's test scenes under the base and each character's adapter;
+    with --fidelity (default) the generated replies scored beside the real ones."""
     from .characters import matrix_markdown, perplexity_matrix, save_json
 
     slugs = _chars(characters)
@@ -96,6 +101,19 @@ def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
               if rows[min(range(len(rows)), key=lambda r: result["perplexity"][r][j])] == c)
     typer.echo(f"\nown adapter best on {own} of {len(result['columns'])} characters' test replies "
                f"(report: {out / 'reports'})")
+    if fidelity:
+        from .converse import open_characters
+        from .fidelity import fidelity as score
+        from .fidelity import fidelity_markdown
+
+        system = _err(lambda: open_characters(slugs, base=base, adapters=out / "adapters"))
+        try:
+            report = _err(lambda: score(system, slugs, per_character=per_character,
+                                        echo=lambda s: typer.echo(s, err=True)))
+        finally:
+            system.close()
+        save_json(report, out / "reports" / "fidelity.json")
+        typer.echo("\n" + fidelity_markdown(report))
 
 
 @converse_app.callback()
