@@ -146,3 +146,28 @@ def test_fidelity_scores_generated_replies_beside_the_real_ones(tiny):
     assert r["attribution_macro_f1"]["chance"] == 0.5 and 0 <= r["attribution_macro_f1"]["generated"] <= 1
     assert set(r["per_character"]) == {"hamlet", "ophelia"} and r["probes"] == list(PROBES)
     assert r["per_character"]["ophelia"]["replies"] == 3 and "| Ophelia | 3 |" in fidelity_markdown(r)
+
+
+def test_character_versions_live_in_the_registry_and_roll_back_exactly(tiny, tmp_path):
+    """``build --registry``: each build of a character is a version with its metrics; a rollback restores the
+    version before, file for file."""
+    from zephyra.io import sha256_dir
+    from zephyra.registry import Registry
+
+    reg_dir, versions = tmp_path / "registry", []
+    for seed in (1, 2):  # two builds with other weights: two versions
+        r = runner.invoke(app, ["shakespeare", "build", "--base", str(tiny / "base"), "--characters", "ophelia",
+                                "--layer", "none", "--out", str(tmp_path / f"b{seed}"), "--registry", str(reg_dir),
+                                "--general", str(tmp_path / "none"), "max_steps=2", "eval_batches=1",
+                                f"seed={seed}"])
+        assert r.exit_code == 0, r.output
+        versions.append(r.stdout.strip().splitlines()[-1].split()[0].split("@")[1])
+    reg = Registry(reg_dir)
+    first, second = versions
+    assert first != second and reg.aliases("ophelia").stable == first
+    assert "val_qa_perplexity" in reg.versions("ophelia")[-1]["metrics"]  # its scores go with it
+    reg.promote("ophelia", second)
+    reg.rollback("ophelia")
+    assert reg.aliases("ophelia").stable == first
+    assert sha256_dir(reg.path("ophelia", first), exclude=("manifest.json", ".registry.json")) == \
+        sha256_dir(tmp_path / "b1" / "adapters" / "ophelia", exclude=("manifest.json",))

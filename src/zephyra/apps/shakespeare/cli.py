@@ -59,6 +59,9 @@ def build(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
           general: Annotated[Path, typer.Option(help="the base's general corpus, replayed")] = Path("runs/data/phase2"),
           layer: Annotated[str, typer.Option(help="shared: a layer on every speaker's replies, refined per "
                                                   "character; none: each character from scratch")] = "shared",
+          registry: Annotated[Path | None, typer.Option(help="push each character's adapter to this registry as a "
+                                                        "new version (its metrics kept; rollback restores the one "
+                                                        "before)")] = None,
           overrides: Annotated[list[str] | None, typer.Argument(help="recipe key=value (adapters/character.yaml)")]
           = None) -> None:
     """The characters' dialogue data and one LoRA adapter each (minutes on 2 cores), under OUT."""
@@ -75,6 +78,14 @@ def build(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
         typer.echo(f"{slug}: reply perplexity (validation) {r['base_val_qa_perplexity']:.1f} (base) -> "
                    f"{r['val_qa_perplexity']:.1f}; {r['out']}")
     typer.echo(f"built {len(results)} character adapters in {time.perf_counter() - t0:.0f} s")
+    if registry is not None:
+        from ...registry import Registry
+
+        reg = Registry(registry)
+        for slug in slugs:
+            version = _err(lambda slug=slug: reg.push(results[slug]["out"], slug, why=f"zephyra shakespeare build "
+                                                      f"(layer {layer})"))
+            typer.echo(f"{slug}@{version} in {registry} (stable {reg.aliases(slug).stable})")
 
 
 @app.command()
