@@ -171,3 +171,23 @@ def test_character_versions_live_in_the_registry_and_roll_back_exactly(tiny, tmp
     assert reg.aliases("ophelia").stable == first
     assert sha256_dir(reg.path("ophelia", first), exclude=("manifest.json", ".registry.json")) == \
         sha256_dir(tmp_path / "b1" / "adapters" / "ophelia", exclude=("manifest.json",))
+
+
+def test_the_vocabulary_bias_favours_a_characters_words_and_bans_modern_ones(tiny):
+    from zephyra.apps.shakespeare.steering import vocabulary_bias
+    from zephyra.loader import load_model
+
+    _, tok = load_model(tiny / "base")
+    bias = vocabulary_bias("hamlet", tok, top=10, strength=1.5)
+    up = [t for t, v in bias.items() if v > 0]
+    assert len(up) == 10 and all(bias[t] == 1.5 for t in up)
+    assert all(v in (1.5, -100.0) for v in bias.values())
+    system = open_characters(["hamlet", "ophelia"], base=tiny / "base", adapters=tiny / "adapters")
+    try:
+        steered = list(converse(system, ["hamlet", "ophelia"], turns=2, temperature=0.0, max_tokens=4,
+                                steer="bias"))
+        with pytest.raises(DataError, match="steer must be none or bias"):
+            list(converse(system, ["hamlet", "ophelia"], turns=1, steer="magic"))
+    finally:
+        system.close()
+    assert len(steered) == 2

@@ -93,7 +93,9 @@ def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
           characters: CharsOpt = "all", out: OutOpt = OUT,
           fidelity: Annotated[bool, typer.Option(help="also generate replies to the held-out prompts and score "
                                                       "them: attribution, style, anachronism")] = True,
-          per_character: Annotated[int, typer.Option(min=1, help="held-out prompts answered per character")] = 24
+          per_character: Annotated[int, typer.Option(min=1, help="held-out prompts answered per character")] = 24,
+          steer: Annotated[str, typer.Option(help="none, or bias: each character's vocabulary logit bias "
+                                                  "(steering.py) when generating")] = "none",
           ) -> None:
     """Held-out reply perplexity of every character's test scenes under the base and each character's adapter;
     with --fidelity (default) the generated replies scored beside the real ones."""
@@ -119,11 +121,11 @@ def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
 
         system = _err(lambda: open_characters(slugs, base=base, adapters=out / "adapters"))
         try:
-            report = _err(lambda: score(system, slugs, per_character=per_character,
+            report = _err(lambda: score(system, slugs, per_character=per_character, steer=steer,
                                         echo=lambda s: typer.echo(s, err=True)))
         finally:
             system.close()
-        save_json(report, out / "reports" / "fidelity.json")
+        save_json(report, out / "reports" / f"fidelity{'' if steer == 'none' else '-' + steer}.json")
         typer.echo("\n" + fidelity_markdown(report))
 
 
@@ -140,6 +142,8 @@ def converse(ctx: typer.Context,
              seed: Annotated[int, typer.Option(help="turn t samples with seed + t")] = 0,
              log: Annotated[Path | None, typer.Option(help="the transcript (JSONL; default: OUT/conversations/"
                                                       "<time>.jsonl)")] = None,
+             steer: Annotated[str, typer.Option(help="none, or bias: each speaker's vocabulary logit bias")]
+             = "none",
              as_json: Annotated[bool, typer.Option("--json", help="one JSON object a turn")] = False) -> None:
     """Characters talk, each turn by its own adapter; the transcript goes to a JSONL log (zephyra converse watch)."""
     if ctx.invoked_subcommand is not None:
@@ -160,7 +164,7 @@ def converse(ctx: typer.Context,
     system = _err(lambda: open_characters(slugs, base=base, adapters=adapters))
     try:
         for turn in run(system, slugs, turns=turns, scene=scene, max_tokens=max_tokens, temperature=temperature,
-                        seed=seed, log=log):  # printed as each turn is made
+                        seed=seed, log=log, steer=steer):  # printed as each turn is made
             keep = {k: turn[k] for k in ("turn", "speaker", "adapter", "version", "text", "sources")}
             typer.echo(json.dumps(keep) if as_json else f"{turn['speaker'].upper()}: {turn['text']}")
     except ZephyraError as e:

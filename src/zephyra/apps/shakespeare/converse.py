@@ -51,9 +51,10 @@ def next_speaker(text: str, speaker: str, order: Sequence[str]) -> str:
 
 
 def converse(system, slugs: Sequence[str], *, turns: int = 6, scene: str | None = None, max_tokens: int = 48,
-             temperature: float = 0.8, top_p: float = 0.95, seed: int = 0, log: str | os.PathLike | None = None
-             ) -> Iterator[dict]:
-    """Yield the conversation's turns as they are made (see the module's notes); ``log``: a JSONL transcript."""
+             temperature: float = 0.8, top_p: float = 0.95, seed: int = 0, log: str | os.PathLike | None = None,
+             steer: str = "none") -> Iterator[dict]:
+    """Yield the conversation's turns as they are made (see the module's notes); ``log``: a JSONL transcript;
+    ``steer="bias"``: each speaker's vocabulary logit bias (steering.py)."""
     from ...registry.store import version_of
     from ...resolve.engine import Request
     from ...resolve.sampling import SamplingParams
@@ -63,13 +64,21 @@ def converse(system, slugs: Sequence[str], *, turns: int = 6, scene: str | None 
         raise DataError(f"a conversation has two to four characters, got {len(slugs)}")
     if not isinstance(turns, int) or turns < 1:
         raise DataError(f"turns must be a positive number, got {turns!r}")
+    if steer not in ("none", "bias"):
+        raise DataError(f"steer must be none or bias, got {steer!r}")
     versions = {s: version_of(system.adapter_dirs[s]) for s in slugs}
+    biases: dict[str, dict] = {s: {} for s in slugs}
+    if steer == "bias":
+        from .steering import vocabulary_bias
+
+        cache: dict = {}
+        biases = {s: vocabulary_bias(s, system.tokenizer, cache=cache) for s in slugs}
     # a turn ends at a blank line; anything from a participant's speaker label on is cut (OpenAI allows four stop
     # strings, four characters have eight labels), and the turn says it was
     labels = re.compile(r"\b(?:" + "|".join(re.escape(display(s)) for s in slugs) + r")\s*:", re.IGNORECASE)
     stops = ["\n\n"]
     settings = {"kind": "settings", "characters": slugs, "turns": turns, "scene": scene, "max_tokens": max_tokens,
-                "temperature": temperature, "top_p": top_p, "seed": seed, "versions": versions,
+                "temperature": temperature, "top_p": top_p, "seed": seed, "versions": versions, "steer": steer,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out = None
     if log is not None:
@@ -82,7 +91,8 @@ def converse(system, slugs: Sequence[str], *, turns: int = 6, scene: str | None 
         prompt = f"[{scene}]" if scene else f"{display(slugs[1])}: Good day, my lord."
         for t in range(1, turns + 1):
             request = Request(prompt, adapter=speaker, sampling=SamplingParams(
-                max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed + t, stop=stops))
+                max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed + t, stop=stops,
+                logit_bias=biases[speaker]))
             completion = system.engine.run([request])[0]
             if completion.finish_reason == "error":
                 raise RuntimeError(f"turn {t}: generation failed: {completion.error}")

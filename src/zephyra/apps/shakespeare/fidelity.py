@@ -71,19 +71,38 @@ class AttributionScorer:
                               average="macro", zero_division=0))
 
 
+def answers(system, prompts: Sequence[str], adapter: str, max_tokens: int, bias: dict | None = None) -> list[str]:
+    """Greedy replies of ``adapter`` to ``prompts`` (one batch), with a logit bias if given."""
+    from ...resolve.engine import Request
+    from ...resolve.sampling import SamplingParams
+
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, stop=["\n\n"], logit_bias=dict(bias or {}))
+    done = system.engine.run([Request(p, adapter=adapter, sampling=params) for p in prompts])
+    return [" ".join(c.text.split()) for c in done]
+
+
 def fidelity(system, slugs: Sequence[str], *, per_character: int = 24, max_tokens: int = 40, seed: int = 0,
-             echo: Callable[[str], None] = print) -> dict:
+             steer: str = "none", echo: Callable[[str], None] = print) -> dict:
     """The adapters' replies to their characters' held-out prompts (greedy), scored beside the real replies; and
-    their answers to the anachronism probes. ``system`` serves the characters' adapters under their slugs."""
+    their answers to the anachronism probes. ``system`` serves the characters' adapters under their slugs.
+    ``steer="bias"``: with each character's vocabulary bias (steering.py)."""
+    from ...errors import DataError
+
+    if steer not in ("none", "bias"):
+        raise DataError(f"steer must be none or bias, got {steer!r}")
     slugs = check_characters(slugs)
     scorer = AttributionScorer(slugs)
     cache: dict = {}
     real, gen, labels, rows = [], [], [], {}
     for s in slugs:
         test = character_splits(s, cache)["test"][:per_character]
-        out = system.resolve([p.prompt for p in test], adapter=s, max_new_tokens=max_tokens, seed=seed)
-        replies = [o.text for o in out]
-        probes = [o.text for o in system.resolve(list(PROBES), adapter=s, max_new_tokens=max_tokens, seed=seed)]
+        bias = None
+        if steer == "bias":
+            from .steering import vocabulary_bias
+
+            bias = vocabulary_bias(s, system.tokenizer, cache=cache)
+        replies = answers(system, [p.prompt for p in test], s, max_tokens, bias)
+        probes = answers(system, list(PROBES), s, max_tokens, bias)
         real += [p.reply for p in test]
         gen += replies
         labels += [s] * len(test)
@@ -95,12 +114,13 @@ def fidelity(system, slugs: Sequence[str], *, per_character: int = 24, max_token
     return {"characters": slugs, "attribution_macro_f1": {"real": scorer.macro_f1(real, labels),
                                                           "generated": scorer.macro_f1(gen, labels),
                                                           "chance": 1 / len(slugs)},
-            "per_character": rows, "probes": list(PROBES), "max_tokens": max_tokens}
+            "per_character": rows, "probes": list(PROBES), "max_tokens": max_tokens, "steer": steer}
 
 
 def fidelity_markdown(r: dict) -> str:
     a = r["attribution_macro_f1"]
-    lines = [f"speaker attribution, macro-F1 over {len(r['characters'])} characters: real held-out replies "
+    lines = [f"steering: {r.get('steer', 'none')}; speaker attribution, macro-F1 over {len(r['characters'])} "
+             f"characters: real held-out replies "
              f"{a['real']:.3f} (the ceiling), generated {a['generated']:.3f}, chance {a['chance']:.3f}", "",
              "| character | replies | distinct-1 real / gen | distinct-2 real / gen | repetition real / gen | "
              "words a reply real / gen | archaic rate real / gen | modern rate gen | probes answered with a modern "
