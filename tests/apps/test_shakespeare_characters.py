@@ -191,3 +191,18 @@ def test_the_vocabulary_bias_favours_a_characters_words_and_bans_modern_ones(tin
     finally:
         system.close()
     assert len(steered) == 2
+
+
+def test_the_conversation_benchmark_scores_turns_beside_real_dialogue(tiny, tmp_path):
+    r = runner.invoke(app, ["converse", "bench", "--group", "hamlet,ophelia", "--group", "hamlet,ophelia,polonius",
+                            "--seeds", "1", "--turns", "3", "--base", str(tiny / "base"), "--adapters",
+                            str(tiny / "adapters"), "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "reports" / "conversations.json").read_text())
+    assert set(report["groups"]) == {"hamlet+ophelia", "hamlet+ophelia+polonius"}
+    g = report["groups"]["hamlet+ophelia"]
+    assert len(g["attribution_by_turn"]) == 3 and 0 <= g["echo"] <= 1 and 0 <= g["spoke_for_another"] <= 1
+    assert 0 < report["real"]["coherence"] < 1 and 0 < report["real"]["echo"] < 1  # real dialogue, for reference
+    assert (tmp_path / "reports" / "conversations.png").is_file() and "| hamlet+ophelia |" in r.stdout
+    bad = runner.invoke(app, ["converse", "bench", "--group", "hamlet", "--base", str(tiny / "base")])
+    assert bad.exit_code == 2 and "two to four characters" in bad.output

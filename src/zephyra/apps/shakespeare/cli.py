@@ -174,6 +174,38 @@ def converse(ctx: typer.Context,
     typer.echo(f"transcript: {log}", err=True)
 
 
+@converse_app.command("bench")
+def converse_bench(groups: Annotated[list[str] | None, typer.Option("--group", help="characters of one conversation, "
+                                                                "comma-separated (repeatable; default: hamlet,"
+                                                                "ophelia and a 4-way)")] = None,
+                   seeds: Annotated[int, typer.Option(min=1, help="conversations per group")] = 4,
+                   turns: Annotated[int, typer.Option(min=2, help="turns per conversation")] = 8,
+                   base: Annotated[Path, typer.Option(help="the base model")] = Path("runs/phase2/final"),
+                   adapters: Annotated[Path, typer.Option(help="the character adapters")] = OUT / "adapters",
+                   out: OutOpt = OUT) -> None:
+    """Two-way and four-way conversations scored turn by turn: speaking for another, attribution drift, echo,
+    coherence, distinct-2; a table and a plot (docs/shakespeare.md)."""
+    from .characters import save_json
+    from .convbench import DEFAULT_GROUPS, bench_markdown, conversation_bench, plot_bench
+    from .converse import open_characters
+
+    chosen = [_chars(g) for g in groups] if groups else [list(g) for g in DEFAULT_GROUPS]
+    for g in chosen:
+        if not 2 <= len(g) <= 4:
+            clikit.fail(f"a conversation has two to four characters, got {len(g)} in {','.join(g)}")
+    everyone = sorted({c for g in chosen for c in g})
+    system = _err(lambda: open_characters(everyone, base=base, adapters=adapters))
+    try:
+        result = _err(lambda: conversation_bench(system, chosen, seeds=seeds, turns=turns,
+                                                 echo=lambda s: typer.echo(s, err=True)))
+    finally:
+        system.close()
+    (out / "reports").mkdir(parents=True, exist_ok=True)
+    save_json(result, out / "reports" / "conversations.json")
+    plot_bench(result, out / "reports" / "conversations.png")
+    typer.echo(bench_markdown(result))
+
+
 @converse_app.command("watch")
 def watch(path: Annotated[Path, typer.Argument(help="a transcript (JSONL)")],
           follow: Annotated[bool, typer.Option(help="keep waiting for new turns")] = True,
