@@ -217,6 +217,18 @@ def fused_mix(scores: Mapping[str, float], top: int) -> dict[str, float]:
     return {name: v / total for name, v in best if name != BASE and v > 0}
 
 
+def decided_route(request: Request) -> Route | None:
+    """The route a request has before any router is asked: the one it carries (grounded requests), the base, or
+    its forced adapter; None for "auto"."""
+    if request.route is not None:
+        return request.route
+    if request.adapter == BASE:
+        return Route(BASE)
+    if request.adapter != AUTO:
+        return Route(request.adapter, weights={request.adapter: 1.0})
+    return None
+
+
 def served_route(decision, loaded: set[str], mode: str, fuse_top: int) -> Route:
     """A router's decision as what the engine serves: a label with no adapter loaded is answered by the base
     (its confidence and scores stay visible); in fused mode such labels' scores go to "base"."""
@@ -472,12 +484,8 @@ class Engine:
         by_text, in_prefill = [], []
         for i, r in enumerate(rows):
             req = r.request
-            if req.route is not None:
-                r.route = req.route
-            elif req.adapter == BASE:
-                r.route = Route(BASE)
-            elif req.adapter != AUTO:
-                r.route = Route(req.adapter, weights={req.adapter: 1.0})
+            if (fixed := decided_route(req)) is not None:
+                r.route = fixed
             elif self._routes_in_prefill(req):
                 in_prefill.append(i)
             else:

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 from ..chat import as_messages, encode_prompt, last_user_text
 from ..errors import RequestError
-from .defaults import AUTO, BASE
-from .engine import Completion, Event, Request, Route, Stream, check_choice, served_route
+from .defaults import BASE
+from .engine import Completion, Event, Request, Route, Stream, check_choice, decided_route, served_route
 
 
 class UpstreamEngine:
@@ -63,12 +63,8 @@ class UpstreamEngine:
 
     # --- submitting ---
     def _route(self, request: Request, text: str) -> Route:
-        if request.route is not None:
-            return request.route
-        if request.adapter == BASE:
-            return Route(BASE)
-        if request.adapter != AUTO:
-            return Route(request.adapter, weights={request.adapter: 1.0})
+        if (fixed := decided_route(request)) is not None:
+            return fixed
         decision = self.router.route([text])[0]
         return served_route(decision, set(self._names), "top1", self.fuse_top)
 

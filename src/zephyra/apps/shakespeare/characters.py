@@ -304,10 +304,5 @@ def matrix_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def save_json(obj, path: str | os.PathLike) -> None:
-    from ...io import atomic_write_json
-
-    atomic_write_json(Path(path), obj)
-
 
 

@@ -99,12 +99,13 @@ def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
           ) -> None:
     """Held-out reply perplexity of every character's test scenes under the base and each character's adapter;
     with --fidelity (default) the generated replies scored beside the real ones."""
-    from .characters import matrix_markdown, perplexity_matrix, save_json
+    from ...io import atomic_write_json
+    from .characters import matrix_markdown, perplexity_matrix
 
     slugs = _chars(characters)
     result = _err(lambda: perplexity_matrix(slugs, base, out / "adapters", echo=lambda s: typer.echo(s, err=True)))
     (out / "reports").mkdir(parents=True, exist_ok=True)
-    save_json(result, out / "reports" / "perplexity_matrix.json")
+    atomic_write_json(out / "reports" / "perplexity_matrix.json", result)
     from .report import plot_matrix
 
     plot_matrix(result, out / "reports" / "perplexity_matrix.png")
@@ -125,7 +126,7 @@ def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
                                         echo=lambda s: typer.echo(s, err=True)))
         finally:
             system.close()
-        save_json(report, out / "reports" / f"fidelity{'' if steer == 'none' else '-' + steer}.json")
+        atomic_write_json(out / "reports" / f"fidelity{'' if steer == 'none' else '-' + steer}.json", report)
         typer.echo("\n" + fidelity_markdown(report))
 
 
@@ -185,7 +186,7 @@ def converse_bench(groups: Annotated[list[str] | None, typer.Option("--group", h
                    out: OutOpt = OUT) -> None:
     """Two-way and four-way conversations scored turn by turn: speaking for another, attribution drift, echo,
     coherence, distinct-2; a table and a plot (docs/shakespeare.md)."""
-    from .characters import save_json
+    from ...io import atomic_write_json
     from .convbench import DEFAULT_GROUPS, bench_markdown, conversation_bench, plot_bench
     from .converse import open_characters
 
@@ -201,7 +202,7 @@ def converse_bench(groups: Annotated[list[str] | None, typer.Option("--group", h
     finally:
         system.close()
     (out / "reports").mkdir(parents=True, exist_ok=True)
-    save_json(result, out / "reports" / "conversations.json")
+    atomic_write_json(out / "reports" / "conversations.json", result)
     plot_bench(result, out / "reports" / "conversations.png")
     typer.echo(bench_markdown(result))
 

@@ -143,7 +143,7 @@ def parse_play(path: Path) -> Iterator[Scene]:
     def close() -> None:
         nonlocal speech
         if speech is not None and scene is not None:
-            speech.text = "\n".join(speech.text.split("\n")).strip()
+            speech.text = speech.text.strip()
             scene.speeches.append(speech)
             scene.directions.extend((len(scene.speeches), d) for d in held)  # after it: between speeches
         held.clear()
