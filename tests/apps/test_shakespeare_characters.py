@@ -91,6 +91,34 @@ def test_a_conversation_takes_turns_logs_them_and_can_be_watched(tiny, tmp_path)
     assert next_speaker("A word.", "polonius", ["hamlet", "ophelia", "polonius"]) == "hamlet"  # round-robin
 
 
+def test_conversations_in_lockstep_share_batches_and_say_the_same(tiny):
+    """converse_many: one mixed-adapter batch a turn across conversations, the same turns as one at a time."""
+    from zephyra.apps.shakespeare.converse import Conversation, converse_many
+    from zephyra.apps.shakespeare.fidelity import AttributionScorer
+
+    groups = [["hamlet", "ophelia"], ["ophelia", "polonius"], ["polonius", "hamlet", "ophelia"]]
+    system = open_characters(["hamlet", "ophelia", "polonius"], base=tiny / "base", adapters=tiny / "adapters")
+    batches = []
+    run = system.engine.run
+    system.engine.run = lambda requests: batches.append([r.adapter for r in requests]) or run(requests)
+    scorer = AttributionScorer(["hamlet", "ophelia", "polonius"])
+    try:
+        together = converse_many(system, [Conversation(system, g, turns=3, temperature=0.0, max_tokens=5,
+                                                       scorer=scorer) for g in groups])
+        alone = [list(converse(system, g, turns=3, temperature=0.0, max_tokens=5)) for g in groups]
+    finally:
+        system.close()
+    assert batches[0] == ["hamlet", "ophelia", "polonius"]  # three adapters in the first batch
+    assert len(batches) == 3 + 9  # three lockstep steps, then nine turns one by one
+    assert [[t["text"] for t in c] for c in together] == [[t["text"] for t in c] for c in alone]
+    for turn in (t for c in together for t in c):
+        sc = turn["scores"]
+        assert 0 <= sc["attribution"] <= 1 and sc["named"] in {"hamlet", "ophelia", "polonius"}
+        assert 0 <= sc["echo"] <= 1 and 0 <= sc["repetition"] <= 1
+    with pytest.raises(DataError, match="serves no adapter 'shakespeare/hamlet'"):
+        Conversation(system, ["hamlet", "ophelia"], names={"hamlet": "shakespeare/hamlet"})
+
+
 def test_the_converse_command_speaks_json_and_refuses_bad_input(tiny, tmp_path):
     opts = ["--base", str(tiny / "base"), "--adapters", str(tiny / "adapters")]
     log = tmp_path / "cli.jsonl"
@@ -99,6 +127,8 @@ def test_the_converse_command_speaks_json_and_refuses_bad_input(tiny, tmp_path):
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert [set(x) for x in rows] == [{"turn", "speaker", "adapter", "version", "text", "sources"}] * 2
+    logged = [json.loads(line) for line in log.read_text().splitlines()][1:]
+    assert all(0 <= t["scores"]["attribution"] <= 1 for t in logged)  # the transcript has per-turn scores
     w = runner.invoke(app, ["converse", "watch", str(log), "--no-follow"])
     assert w.exit_code == 0 and "HAMLET (hamlet@" in w.output
     for args, why in ((["--characters", "hamlet,hamlet"], "given twice"),
@@ -146,6 +176,17 @@ def test_fidelity_scores_generated_replies_beside_the_real_ones(tiny):
     assert r["attribution_macro_f1"]["chance"] == 0.5 and 0 <= r["attribution_macro_f1"]["generated"] <= 1
     assert set(r["per_character"]) == {"hamlet", "ophelia"} and r["probes"] == list(PROBES)
     assert r["per_character"]["ophelia"]["replies"] == 3 and "| Ophelia | 3 |" in fidelity_markdown(r)
+    pit = r["point_in_time"]  # one probe each of Hamlet and Ophelia, asked in Act I
+    assert [p["character"] for p in pit["probes"]] == ["hamlet", "ophelia"] and 0 <= pit["rate"] <= 1
+    assert 0 <= pit["real_rate"] < 0.2  # their real lines up to Act I seldom tell of a later death
+
+
+def test_point_in_time_probes_need_the_subject_and_a_later_event():
+    from zephyra.apps.shakespeare.fidelity import tells_the_future
+
+    assert tells_the_future("Alas, Polonius is dead behind the arras.", ["polonius"], ["dead", "arras"])
+    assert not tells_the_future("My father is dead.", ["polonius"], ["dead"])  # Hamlet's father, not Polonius
+    assert not tells_the_future("Polonius is a tedious old fool.", ["polonius"], ["dead"])
 
 
 def test_character_versions_live_in_the_registry_and_roll_back_exactly(tiny, tmp_path):

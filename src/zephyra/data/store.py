@@ -22,6 +22,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "phase2": ("text", "source", "licence"),
     "raw": ("text", "source", "licence"),
     "qa": ("question", "answer", "source", "doc_id", "entity"),  # doc_id: the source entry (retrieval's gold)
+    # qa with the passages a prompt carries (one a line): trained as the runtime puts them (training/data.py)
+    "qa_sources": ("question", "answer", "source", "doc_id", "entity", "sources"),
     "router": ("prompt", "label", "template"),
     "curated": ("text", "domain", "source", "licence"),
 }

@@ -50,7 +50,12 @@ def format_phase1(row: dict, tokenizer) -> str:
 
 
 def format_qa(row: dict, tokenizer) -> str:
-    return _chat(tokenizer, [{"role": "user", "content": row["question"]},
+    """A question and its answer; with "sources" (passages, one a line: the ``qa_sources`` kind), those in front
+    as the runtime puts them (``chat.grounded_messages``)."""
+    from ..chat import grounded_messages
+
+    sources = [s for s in (row.get("sources") or "").split("\n") if s.strip()]
+    return _chat(tokenizer, [*grounded_messages(row["question"], sources),
                              {"role": "assistant", "content": row["answer"]}])
 
 

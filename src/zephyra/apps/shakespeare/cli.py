@@ -59,6 +59,10 @@ def build(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
           general: Annotated[Path, typer.Option(help="the base's general corpus, replayed")] = Path("runs/data/phase2"),
           layer: Annotated[str, typer.Option(help="shared: a layer on every speaker's replies, refined per "
                                                   "character; none: each character from scratch")] = "shared",
+          rag: Annotated[bool, typer.Option(help="train each character's replies with the lines recalled from their "
+                                                 "memory in the prompt (RAG from the plays, rag.py)")] = False,
+          memory: Annotated[bool, typer.Option(help="index each character's own lines (OUT/memory), for --rag "
+                                                    "here and in bench and converse")] = True,
           registry: Annotated[Path | None, typer.Option(help="push each character's adapter to this registry as a "
                                                         "new version (its metrics kept; rollback restores the one "
                                                         "before)")] = None,
@@ -71,8 +75,12 @@ def build(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
         clikit.fail(f"--base {base}: no model there (run the quickstart, or pass --base)")
     slugs = _chars(characters)
     t0 = time.perf_counter()
+    if memory and not rag:
+        from .rag import build_memory
+
+        _err(lambda: build_memory(slugs, out / "memory", echo=lambda s: typer.echo(s, err=True)))
     results = _err(lambda: train_characters(slugs, base=str(base), out=out, general=general, layer=layer,
-                                            overrides=list(overrides or []),
+                                            overrides=list(overrides or []), rag=rag,
                                             echo=lambda s: typer.echo(s, err=True)))
     for slug, r in results.items():
         typer.echo(f"{slug}: reply perplexity (validation) {r['base_val_qa_perplexity']:.1f} (base) -> "
@@ -84,7 +92,7 @@ def build(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
         reg = Registry(registry)
         for slug in slugs:
             version = _err(lambda slug=slug: reg.push(results[slug]["out"], slug, why=f"zephyra shakespeare build "
-                                                      f"(layer {layer})"))
+                                                      f"(layer {layer}{', rag' if rag else ''})"))
             typer.echo(f"{slug}@{version} in {registry} (stable {reg.aliases(slug).stable})")
 
 
@@ -94,8 +102,13 @@ def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
           fidelity: Annotated[bool, typer.Option(help="also generate replies to the held-out prompts and score "
                                                       "them: attribution, style, anachronism")] = True,
           per_character: Annotated[int, typer.Option(min=1, help="held-out prompts answered per character")] = 24,
-          steer: Annotated[str, typer.Option(help="none, or bias: each character's vocabulary logit bias "
-                                                  "(steering.py) when generating")] = "none",
+          steer: Annotated[str, typer.Option(help="none; bias (each character's vocabulary logit bias); cfg "
+                                                  "(classifier-free guidance, the recalled lines against the bare "
+                                                  "prompt: with --rag); activation (a character direction at the "
+                                                  "first branch layer); selfcheck (rejected replies regenerated)")
+                           ] = "none",
+          rag: Annotated[bool, typer.Option(help="each prompt with the character's recalled lines and the scene "
+                                                 "(OUT/memory, rag.py)")] = False,
           ) -> None:
     """Held-out reply perplexity of every character's test scenes under the base and each character's adapter;
     with --fidelity (default) the generated replies scored beside the real ones."""
@@ -123,10 +136,12 @@ def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
         system = _err(lambda: open_characters(slugs, base=base, adapters=out / "adapters"))
         try:
             report = _err(lambda: score(system, slugs, per_character=per_character, steer=steer,
+                                        memory=out / "memory" if rag else None,
                                         echo=lambda s: typer.echo(s, err=True)))
         finally:
             system.close()
-        atomic_write_json(out / "reports" / f"fidelity{'' if steer == 'none' else '-' + steer}.json", report)
+        name = "fidelity" + ("" if steer == "none" else "-" + steer) + ("-rag" if rag else "")
+        atomic_write_json(out / "reports" / f"{name}.json", report)
         typer.echo("\n" + fidelity_markdown(report))
 
 
@@ -145,6 +160,9 @@ def converse(ctx: typer.Context,
                                                       "<time>.jsonl)")] = None,
              steer: Annotated[str, typer.Option(help="none, or bias: each speaker's vocabulary logit bias")]
              = "none",
+             rag: Annotated[Path | None, typer.Option(help="a memory directory (zephyra shakespeare build writes "
+                                                      "OUT/memory): each turn with the speaker's recalled lines")]
+             = None,
              as_json: Annotated[bool, typer.Option("--json", help="one JSON object a turn")] = False) -> None:
     """Characters talk, each turn by its own adapter; the transcript goes to a JSONL log (zephyra converse watch)."""
     if ctx.invoked_subcommand is not None:
@@ -161,11 +179,14 @@ def converse(ctx: typer.Context,
         clikit.fail(f"a conversation has two to four characters, got {len(slugs)}")
     log = log or OUT / "conversations" / f"{time.strftime('%Y%m%d-%H%M%S')}-{'-'.join(slugs)}.jsonl"
     from ...errors import ZephyraError
+    from .characters import CHARACTERS
+    from .fidelity import AttributionScorer
 
     system = _err(lambda: open_characters(slugs, base=base, adapters=adapters))
+    scorer = AttributionScorer(list(CHARACTERS))  # per-turn scores in the transcript (the viewer shows them)
     try:
         for turn in run(system, slugs, turns=turns, scene=scene, max_tokens=max_tokens, temperature=temperature,
-                        seed=seed, log=log, steer=steer):  # printed as each turn is made
+                        seed=seed, log=log, steer=steer, scorer=scorer, memory=rag):  # printed as each turn is made
             keep = {k: turn[k] for k in ("turn", "speaker", "adapter", "version", "text", "sources")}
             typer.echo(json.dumps(keep) if as_json else f"{turn['speaker'].upper()}: {turn['text']}")
     except ZephyraError as e:

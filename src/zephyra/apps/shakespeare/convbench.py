@@ -1,5 +1,5 @@
 """The conversation benchmark (``zephyra converse bench``): conversations of two and of four characters, run with
-several seeds, scored turn by turn, beside the same scores of real consecutive speeches of the held-out scenes:
+several seeds (all at once: one mixed-adapter batch a turn), scored turn by turn, beside the same scores of real consecutive speeches of the held-out scenes:
 
 - spoke for another: turns cut at another participant's speaker label;
 - attribution by turn: the speaker classifier of fidelity.py names each turn's speaker (chance 1/9); read by turn
@@ -59,7 +59,7 @@ def conversation_bench(system, groups: Sequence[Sequence[str]] = DEFAULT_GROUPS,
     """Run ``seeds`` conversations of ``turns`` for each group and score them (see the module's notes)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from .converse import converse
+    from .converse import Conversation, converse_many
 
     groups = [check_characters(g) for g in groups]
     scorer = AttributionScorer(list(CHARACTERS))
@@ -67,14 +67,17 @@ def conversation_bench(system, groups: Sequence[Sequence[str]] = DEFAULT_GROUPS,
                                                   for sc in load_play(p) for s in sc.speeches if s.text])
     result = {"groups": {}, "turns": turns, "seeds": seeds, "temperature": temperature,
               "real": real_reference(vec, sorted({CHARACTERS[c][0] for g in groups for c in g}))}
+    # every conversation of every group at once: one mixed-adapter batch a turn (converse_many)
+    plan = [(group, seed) for group in groups for seed in range(seeds)]
+    talks = converse_many(system, [Conversation(system, g, turns=turns, seed=1000 * seed, temperature=temperature,
+                                                max_tokens=max_tokens) for g, seed in plan])
+    echo(f"  {len(plan)} conversations of {turns} turns, {len(groups)} groups, in lockstep batches")
     for group in groups:
         name = "+".join(group)
         by_turn = [[] for _ in range(turns)]
         cut, echoes, cos, distinct = 0, [], [], []
         n = 0
-        for seed in range(seeds):
-            talk = list(converse(system, group, turns=turns, seed=1000 * seed, temperature=temperature,
-                                 max_tokens=max_tokens))
+        for talk in (t for (g, _), t in zip(plan, talks) if g == group):
             texts = [t["text"] for t in talk]
             predicted = scorer.model.predict(texts)
             for i, (t, p) in enumerate(zip(talk, predicted)):
@@ -85,7 +88,6 @@ def conversation_bench(system, groups: Sequence[Sequence[str]] = DEFAULT_GROUPS,
             cos += _cosines(vec, texts)
             pairs = [(a, b) for t in texts for a, b in zip(words(t), words(t)[1:])]
             distinct.append(len(set(pairs)) / max(len(pairs), 1))
-            echo(f"  {name}: conversation {seed + 1}/{seeds} ({len(talk)} turns)")
         result["groups"][name] = {
             "size": len(group), "conversations": seeds, "spoke_for_another": cut / max(n, 1),
             "attribution_by_turn": [sum(v) / len(v) if v else 0.0 for v in by_turn],

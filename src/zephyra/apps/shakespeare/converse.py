@@ -9,9 +9,9 @@ opening turn answers the scene's setting (``scene``) or a greeting. Turn-taking:
 last turn addresses by name (a participant named in it), else the next in the list (round-robin). A character
 never speaks for another: a turn ends at a blank line, and is cut at any participant's speaker label ("Ophelia:"),
 marked ``spoke_for_another``. Every turn is one JSON object: {"turn", "speaker", "adapter", "version", "text",
-"sources", "seed"}; a transcript
+"sources", "seed"} (and "scores" with a scorer); a transcript
 (a settings line, then the turns) is appended to a JSONL file as the conversation goes, which ``zephyra converse
-watch FILE`` follows.
+watch FILE`` follows. ``converse_many`` runs several conversations at once, one mixed-adapter batch a turn.
 """
 
 from __future__ import annotations
@@ -50,67 +50,135 @@ def next_speaker(text: str, speaker: str, order: Sequence[str]) -> str:
     return order[(order.index(speaker) + 1) % len(order)]
 
 
-def converse(system, slugs: Sequence[str], *, turns: int = 6, scene: str | None = None, max_tokens: int = 48,
-             temperature: float = 0.8, top_p: float = 0.95, seed: int = 0, log: str | os.PathLike | None = None,
-             steer: str = "none") -> Iterator[dict]:
-    """Yield the conversation's turns as they are made (see the module's notes); ``log``: a JSONL transcript;
-    ``steer="bias"``: each speaker's vocabulary logit bias (steering.py)."""
-    from ...registry.store import version_of
-    from ...resolve.engine import Request
-    from ...resolve.sampling import SamplingParams
+class Conversation:
+    """One conversation's state: the next request to make, and what a completion of it becomes (a turn). Driven
+    one at a time by ``converse``, several in lockstep by ``converse_many`` (one mixed-adapter batch a step)."""
 
-    slugs = check_characters(slugs)
-    if len(slugs) < 2 or len(slugs) > 4:
-        raise DataError(f"a conversation has two to four characters, got {len(slugs)}")
-    if not isinstance(turns, int) or turns < 1:
-        raise DataError(f"turns must be a positive number, got {turns!r}")
-    if steer not in ("none", "bias"):
-        raise DataError(f"steer must be none or bias, got {steer!r}")
-    versions = {s: version_of(system.adapter_dirs[s]) for s in slugs}
-    biases: dict[str, dict] = {s: {} for s in slugs}
-    if steer == "bias":
-        from .steering import vocabulary_bias
+    def __init__(self, system, slugs: Sequence[str], *, turns: int = 6, scene: str | None = None,
+                 max_tokens: int = 48, temperature: float = 0.8, top_p: float = 0.95, seed: int = 0,
+                 log: str | os.PathLike | None = None, steer: str = "none", names: dict[str, str] | None = None,
+                 scorer=None, cache: dict | None = None, memory: str | os.PathLike | None = None):
+        from ...registry.store import version_of
 
-        cache: dict = {}
-        biases = {s: vocabulary_bias(s, system.tokenizer, cache=cache) for s in slugs}
-    # a turn ends at a blank line; anything from a participant's speaker label on is cut (OpenAI allows four stop
-    # strings, four characters have eight labels), and the turn says it was
-    labels = re.compile(r"\b(?:" + "|".join(re.escape(display(s)) for s in slugs) + r")\s*:", re.IGNORECASE)
-    stops = ["\n\n"]
-    settings = {"kind": "settings", "characters": slugs, "turns": turns, "scene": scene, "max_tokens": max_tokens,
-                "temperature": temperature, "top_p": top_p, "seed": seed, "versions": versions, "steer": steer,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    out = None
-    if log is not None:
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        out = open(log, "a", encoding="utf-8")
-        out.write(json.dumps(settings) + "\n")
-        out.flush()
-    try:
-        speaker = slugs[0]
-        prompt = f"[{scene}]" if scene else f"{display(slugs[1])}: Good day, my lord."
-        for t in range(1, turns + 1):
-            request = Request(prompt, adapter=speaker, sampling=SamplingParams(
-                max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed + t, stop=stops,
-                logit_bias=biases[speaker]))
-            completion = system.engine.run([request])[0]
-            if completion.finish_reason == "error":
-                raise RuntimeError(f"turn {t}: generation failed: {completion.error}")
-            raw = completion.text
-            label = labels.search(raw)
-            text = " ".join((raw[:label.start()] if label else raw).split()) or "..."
-            turn = {"kind": "turn", "turn": t, "speaker": display(speaker), "adapter": speaker,
-                    "version": versions[speaker], "text": text, "sources": [], "seed": seed + t,
-                    "finish_reason": completion.finish_reason, "spoke_for_another": label is not None}
-            if out is not None:
+        slugs = check_characters(slugs)
+        if len(slugs) < 2 or len(slugs) > 4:
+            raise DataError(f"a conversation has two to four characters, got {len(slugs)}")
+        if not isinstance(turns, int) or turns < 1:
+            raise DataError(f"turns must be a positive number, got {turns!r}")
+        if steer not in ("none", "bias"):
+            raise DataError(f"steer must be none or bias, got {steer!r}")
+        self.system, self.slugs, self.turns, self.seed = system, slugs, turns, seed
+        self.names = {s: (names or {}).get(s, s) for s in slugs}  # slug -> the system's adapter name
+        missing = [n for n in self.names.values() if n not in system.adapter_dirs]
+        if missing:
+            raise DataError(f"the system serves no adapter {missing[0]!r}; it has: {', '.join(system.adapter_dirs)}")
+        self.versions = {s: version_of(system.adapter_dirs[self.names[s]]) for s in slugs}
+        self.biases: dict[str, dict] = {s: {} for s in slugs}
+        if steer == "bias":
+            from .steering import vocabulary_bias
+
+            cache = {} if cache is None else cache
+            self.biases = {s: vocabulary_bias(s, system.tokenizer, cache=cache) for s in slugs}
+        self.max_tokens, self.temperature, self.top_p, self.scorer = max_tokens, temperature, top_p, scorer
+        # a turn ends at a blank line; anything from a participant's speaker label on is cut (OpenAI allows four
+        # stop strings, four characters have eight labels), and the turn says it was
+        self.labels = re.compile(r"\b(?:" + "|".join(re.escape(display(s)) for s in slugs) + r")\s*:", re.IGNORECASE)
+        self.memory = None
+        if memory is not None:  # RAG from the plays: each speaker's own lines recalled at each turn (rag.py)
+            from .rag import open_memory
+
+            self.memory = {s: open_memory(memory, s) for s in slugs}
+        self.scene = scene
+        self.settings = {"kind": "settings", "characters": slugs, "turns": turns, "scene": scene,
+                         "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
+                         "versions": self.versions, "steer": steer, "rag": memory is not None,
+                         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self.log = Path(log) if log is not None else None
+        if self.log is not None:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log, "a", encoding="utf-8") as out:
+                out.write(json.dumps(self.settings) + "\n")
+        self.speaker = slugs[0]
+        self.prompt = f"[{scene}]" if scene else f"{display(slugs[1])}: Good day, my lord."
+        self.recalled: list[dict] = []
+        self.made: list[dict] = []
+
+    @property
+    def done(self) -> bool:
+        return len(self.made) >= self.turns
+
+    def request(self):
+        from ...resolve.engine import Request
+        from ...resolve.sampling import SamplingParams
+
+        t = len(self.made) + 1
+        messages = self.prompt
+        self.recalled = []
+        if self.memory is not None:
+            from .rag import rag_messages, recall, sources_for
+
+            self.recalled = recall(self.memory[self.speaker], [self.prompt])[0]
+            messages = rag_messages(self.prompt, sources_for(self.speaker, self.prompt, self.recalled, self.scene,
+                                                             self.system.tokenizer))
+        return Request(messages, adapter=self.names[self.speaker], sampling=SamplingParams(
+            max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p, seed=self.seed + t,
+            stop=["\n\n"], logit_bias=self.biases[self.speaker]))
+
+    def take(self, completion) -> dict:
+        """The turn ``completion`` (of ``request()``) makes: logged, and the next prompt and speaker set."""
+        t = len(self.made) + 1
+        if completion.finish_reason == "error":
+            raise RuntimeError(f"turn {t}: generation failed: {completion.error}")
+        raw = completion.text
+        label = self.labels.search(raw)
+        text = " ".join((raw[:label.start()] if label else raw).split()) or "..."
+        speaker = self.speaker
+        turn = {"kind": "turn", "turn": t, "speaker": display(speaker), "adapter": self.names[speaker],
+                "version": self.versions[speaker], "text": text, "sources": [x["id"] for x in self.recalled],
+                "seed": self.seed + t,
+                "finish_reason": completion.finish_reason, "spoke_for_another": label is not None}
+        if self.scorer is not None:
+            turn["scores"] = turn_scores(self.scorer, speaker, text, [m["text"] for m in self.made[-2:]])
+        if self.log is not None:
+            with open(self.log, "a", encoding="utf-8") as out:
                 out.write(json.dumps(turn) + "\n")
-                out.flush()
-            yield turn
-            prompt = f"{display(speaker)}: {text}"
-            speaker = next_speaker(text, speaker, slugs)
-    finally:
-        if out is not None:
-            out.close()
+        self.made.append(turn)
+        self.prompt = f"{display(speaker)}: {text}"
+        self.speaker = next_speaker(text, speaker, self.slugs)
+        return turn
+
+
+def turn_scores(scorer, slug: str, text: str, before: Sequence[str]) -> dict:
+    """A turn's scores: the probability the speaker classifier gives its speaker (and whom it names), the share of
+    its words already in the two turns before it, and its word repetition."""
+    from .fidelity import style, words
+
+    probs = scorer.probabilities(text)
+    seen = {x for t in before for x in words(t)}
+    w = words(text)
+    return {"attribution": round(probs.get(slug, 0.0), 4), "named": max(probs, key=probs.get),
+            "echo": round(sum(x in seen for x in w) / len(w), 4) if w else 0.0,
+            "repetition": round(style([text])["repetition"], 4)}
+
+
+def converse(system, slugs: Sequence[str], **settings) -> Iterator[dict]:
+    """Yield the conversation's turns as they are made (see the module's notes and ``Conversation``); ``log``: a
+    JSONL transcript; ``steer="bias"``: each speaker's vocabulary logit bias (steering.py); ``names``: the system's
+    adapter name of each character (default: the slug); ``scorer`` (fidelity.AttributionScorer): per-turn scores."""
+    talk = Conversation(system, slugs, **settings)
+    while not talk.done:
+        yield talk.take(system.engine.run([talk.request()])[0])
+
+
+def converse_many(system, conversations: Sequence[Conversation]) -> list[list[dict]]:
+    """Run several conversations in lockstep: each step, one turn of every unfinished conversation, all in one
+    batch of the engine (a mixed-adapter batch: each row with its speaker's adapter). Their turns, in order."""
+    while True:
+        live = [c for c in conversations if not c.done]
+        if not live:
+            return [c.made for c in conversations]
+        for c, completion in zip(live, system.engine.run([c.request() for c in live])):
+            c.take(completion)
 
 
 def watch(path: str | os.PathLike, *, follow: bool = True, idle: float = 0.5, stop_after: float | None = None
