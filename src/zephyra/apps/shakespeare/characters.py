@@ -160,6 +160,7 @@ def write_character_data(slugs: Sequence[str], root: str | os.PathLike, echo: Ca
 
 SHARED = "shared"  # the shared layer's domain name: every speaker's replies of the plays, training scenes only
 SHARED_STEPS, DELTA_STEPS, DELTA_LR = 160, 12, 5e-4  # the delta: chosen on validation (docs/shakespeare.md)
+RAG_SEQ_LEN = 256  # the deltas' sequence length with sources in the prompt (the base's context)
 
 
 def play_pairs(play: str) -> list[tuple[str, Pair]]:
@@ -196,6 +197,20 @@ def write_shared_data(plays: Sequence[str], root: str | os.PathLike, echo: Calla
     return counts
 
 
+def character_recipe(base, domain: str, root: Path, out_root: Path, general, overrides: Sequence[str] = ()):
+    """recipes/adapters/character.yaml for ``domain`` (data under ``root/data``, token cache ``root/cache``), the
+    base's ``general`` corpus replayed when it is there, ``overrides`` as key=value last."""
+    from ...training.adapter import load_adapter_recipe
+
+    common = [f"base={base}", f"domain={domain}", f"data_root={Path(root) / 'data'}", f"out_root={out_root}",
+              f"cache_dir={Path(root) / 'cache'}"]
+    if general is not None and (Path(general) / "dataset_dict.json").is_file():
+        common.append(f"general_data={Path(general).resolve()}")
+    else:
+        common.append("general_fraction=0.0")
+    return load_adapter_recipe("adapters/character", [*common, *overrides])
+
+
 def train_characters(slugs: Sequence[str], *, base: str | os.PathLike, out: str | os.PathLike,
                      general: str | os.PathLike | None = "runs/data/phase2", overrides: Sequence[str] = (),
                      layer: str = "shared", rag: bool = False, echo: Callable[[str], None] = print
@@ -207,7 +222,7 @@ def train_characters(slugs: Sequence[str], *, base: str | os.PathLike, out: str 
     general corpus, replayed at the recipe's general_fraction (None or missing: no replay). ``rag``: each
     character's replies are trained with the sources rag.py recalls for them (their memory, ``out/memory``, is
     built first); the shared layer is not. Returns each adapter's metrics."""
-    from ...training.adapter import load_adapter_recipe, train_adapter
+    from ...training.adapter import train_adapter
 
     if layer not in ("shared", "none"):
         raise DataError(f"layer must be shared or none, got {layer!r}")
@@ -224,13 +239,7 @@ def train_characters(slugs: Sequence[str], *, base: str | os.PathLike, out: str 
                          tokenizer=load_model(base)[1] if rag else None)
 
     def recipe(domain: str, out_root: Path, *extra: str):
-        common = [f"base={base}", f"domain={domain}", f"data_root={root / 'data'}", f"out_root={out_root}",
-                  f"cache_dir={root / 'cache'}"]
-        if general is not None and (Path(general) / "dataset_dict.json").is_file():
-            common.append(f"general_data={Path(general).resolve()}")
-        else:
-            common.append("general_fraction=0.0")
-        return load_adapter_recipe("adapters/character", [*common, *extra, *overrides])
+        return character_recipe(base, domain, root, out_root, general, [*extra, *overrides])
 
     results, delta = {}, []
     if layer == "shared":
@@ -239,6 +248,8 @@ def train_characters(slugs: Sequence[str], *, base: str | os.PathLike, out: str 
         results[SHARED] = {"out": shared["out"], **{k: shared["metrics"].get(k) for k in (
             "base_val_qa_perplexity", "val_qa_perplexity", "train_seconds")}}
         delta = [f"init_from={shared['out']}", f"max_steps={DELTA_STEPS}", f"lr={DELTA_LR}"]
+    if rag:  # a reply with its sources in front is about twice as long: room for it (the shared layer as without)
+        delta.append(f"seq_len={RAG_SEQ_LEN}")
     for slug in slugs:
         r = train_adapter(recipe(slug, root / "adapters", *delta), echo=echo, force=True)
         results[slug] = {"out": r["out"], **{k: r["metrics"].get(k) for k in (

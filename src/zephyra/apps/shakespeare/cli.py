@@ -3,6 +3,7 @@
     zephyra shakespeare data                         # every speech of Hamlet and Macbeth, checks, tables, plots
     zephyra shakespeare build --base runs/phase2/final    # the data and one adapter per character
     zephyra shakespeare bench                        # held-out reply perplexity, character x character
+    zephyra shakespeare reinforce --out runs/shakespeare-rft   # rejection-sampling fine-tuning, then bench it
     zephyra converse --characters hamlet,ophelia --turns 6 --json
     zephyra converse watch runs/shakespeare/conversations/latest.jsonl
 """
@@ -97,6 +98,35 @@ def build(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
 
 
 @app.command()
+def reinforce(base: Annotated[Path, typer.Option(help="the base model")] = Path("runs/phase2/final"),
+              characters: CharsOpt = "all",
+              start: Annotated[Path, typer.Option("--from", help="the build whose adapters are reinforced")] = OUT,
+              out: Annotated[Path, typer.Option("--out", help="where the reinforced adapters and their data go")]
+              = Path("runs/shakespeare-rft"),
+              general: Annotated[Path, typer.Option(help="the base's general corpus, replayed")]
+              = Path("runs/data/phase2"),
+              samples: Annotated[int, typer.Option(min=2, help="sampled replies a prompt")] = 4,
+              prompts: Annotated[int, typer.Option(min=1, help="training prompts a character, at most")] = 160,
+              steps: Annotated[int, typer.Option(min=1, help="training steps a character")] = 12,
+              overrides: Annotated[list[str] | None, typer.Argument(help="recipe key=value")] = None) -> None:
+    """Rejection-sampling fine-tuning: sample replies to the training prompts, keep those the scorers rank above
+    the greedy reply, train each adapter on them (reinforce.py); then: zephyra shakespeare bench --out OUT."""
+    from .reinforce import reinforce as run
+
+    if not (start / "adapters").is_dir():
+        clikit.fail(f"--from {start}: no adapters there (zephyra shakespeare build --out {start})")
+    t0 = time.perf_counter()
+    results = _err(lambda: run(_chars(characters), base=base, start=start, out=out, general=general,
+                               samples=samples, prompts=prompts, steps=steps, overrides=list(overrides or []),
+                               echo=lambda s: typer.echo(s, err=True)))
+    for slug, r in results.items():
+        typer.echo(f"{slug}: {r['sampling']['kept']} replies kept; reply perplexity (validation, real) "
+                   f"{r['val_qa_perplexity']:.1f}; {r['out']}")
+    typer.echo(f"reinforced {len(results)} characters in {time.perf_counter() - t0:.0f} s; now: zephyra "
+               f"shakespeare bench --out {out}")
+
+
+@app.command()
 def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("runs/phase2/final"),
           characters: CharsOpt = "all", out: OutOpt = OUT,
           fidelity: Annotated[bool, typer.Option(help="also generate replies to the held-out prompts and score "
@@ -109,6 +139,8 @@ def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
                            ] = "none",
           rag: Annotated[bool, typer.Option(help="each prompt with the character's recalled lines and the scene "
                                                  "(OUT/memory, rag.py)")] = False,
+          matrix: Annotated[bool, typer.Option(help="the perplexity matrix (real replies; not changed by steering "
+                                                    "or --rag)")] = True,
           ) -> None:
     """Held-out reply perplexity of every character's test scenes under the base and each character's adapter;
     with --fidelity (default) the generated replies scored beside the real ones."""
@@ -116,18 +148,20 @@ def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
     from .characters import matrix_markdown, perplexity_matrix
 
     slugs = _chars(characters)
-    result = _err(lambda: perplexity_matrix(slugs, base, out / "adapters", echo=lambda s: typer.echo(s, err=True)))
     (out / "reports").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "reports" / "perplexity_matrix.json", result)
-    from .report import plot_matrix
+    if matrix:
+        result = _err(lambda: perplexity_matrix(slugs, base, out / "adapters",
+                                                echo=lambda s: typer.echo(s, err=True)))
+        atomic_write_json(out / "reports" / "perplexity_matrix.json", result)
+        from .report import plot_matrix
 
-    plot_matrix(result, out / "reports" / "perplexity_matrix.png")
-    typer.echo(matrix_markdown(result))
-    rows = result["rows"]
-    own = sum(1 for j, c in enumerate(result["columns"])
-              if rows[min(range(len(rows)), key=lambda r: result["perplexity"][r][j])] == c)
-    typer.echo(f"\nown adapter best on {own} of {len(result['columns'])} characters' test replies "
-               f"(report: {out / 'reports'})")
+        plot_matrix(result, out / "reports" / "perplexity_matrix.png")
+        typer.echo(matrix_markdown(result))
+        rows = result["rows"]
+        own = sum(1 for j, c in enumerate(result["columns"])
+                  if rows[min(range(len(rows)), key=lambda r: result["perplexity"][r][j])] == c)
+        typer.echo(f"\nown adapter best on {own} of {len(result['columns'])} characters' test replies "
+                   f"(report: {out / 'reports'})")
     if fidelity:
         from .converse import open_characters
         from .fidelity import fidelity as score
