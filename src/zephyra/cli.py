@@ -18,13 +18,14 @@ import typer
 from . import clikit
 from .apps.shakespeare.cli import app as shakespeare_app
 from .apps.shakespeare.cli import converse_app
+from .apps.shakespeare.viewer import serve_characters
 from .data.cli import app as data_app
 from .data.index_cli import app as index_app
 from .evaluation.cli import app as eval_app
-from .resolve import cli as resolve_cli
-from .router.cli import app as router_app
 from .export.cli import export as export_verb
 from .registry.cli import app as registry_app
+from .resolve import cli as resolve_cli
+from .router.cli import app as router_app
 from .serve.cli import serve as serve_verb
 from .serve.monitor import monitor as monitor_verb
 from .training.cli import app as train_app
@@ -172,6 +173,15 @@ GROUPS = {  # zephyra GROUP VERB: the sub-app that holds the verbs
     "shakespeare": shakespeare_app,
     "converse": converse_app,
 }
+
+
+@app.callback()
+def _applications(ctx: typer.Context) -> None:
+    # what the applications add to other verbs, handed down here (the top may import anything; serve imports no
+    # application): zephyra serve --characters
+    ctx.obj = {"serve_characters": serve_characters}
+
+
 for _name, _fn in VERBS.items():
     app.command(_name)(_fn)
 for _name, _group in GROUPS.items():

@@ -479,14 +479,16 @@ def _finish(reason: str | None) -> str:
 
 def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None,
                canaries: dict | None = None, registry=None, rules=None, alerts=None, reload_interval: float = 2.0,
-               registry_router: str | None = "router"):
+               registry_router: str | None = "router", extensions: Sequence = ()):
     """The FastAPI application serving ``system`` (resolve/system.py). ``system.close()`` runs at shutdown.
     ``canaries``: {adapter: serve.deploy.Canary}, each loaded in ``system`` as NAME@VERSION beside the stable one;
     with the ``registry`` they came from and ``rules`` (serve.canary.RulesConfig), the canaries are analysed on an
     interval and promoted or rolled back. ``alerts`` (serve.alerts.AlertsConfig): alert rules checked on their
     interval, to a JSONL log and a webhook. With a ``registry``, every ``reload_interval`` seconds (0: never) what
     it says is served (``Server.sync_registry``): a push, canary, promote or rollback takes effect without a
-    restart; its router ``registry_router`` (a name; None: keep the router given), when it holds one, too."""
+    restart; its router ``registry_router`` (a name; None: keep the router given), when it holds one, too.
+    ``extensions``: callables ``(app, server)`` that add an application's routes (the Shakespeare viewer,
+    apps/shakespeare/viewer.py), so that serve imports no application."""
     server = Server(system, api_keys=api_keys, max_pending=max_pending, max_tokens=max_tokens, canaries=canaries,
                     registry=registry, rules=rules, registry_router=registry_router)
     controller = CanaryController(rules, server.outcomes, server.decide) if rules and registry else None
@@ -783,6 +785,8 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
     async def completions(request: HTTPRequest):
         return await serve(request, "completions")
 
+    for extend in extensions:
+        extend(app, server)
     return app
 
 

@@ -16,6 +16,7 @@ from ..resolve.cli import AdaptersOpt, BaseOpt, IndexOpt, RouterOpt
 
 
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free one, printed)")] = 8000,
     api_key: Annotated[list[str] | None, typer.Option("--api-key", help="a key clients must send as "
@@ -42,6 +43,11 @@ def serve(
                                                  "stay here")] = None,
     upstream_key: Annotated[str | None, typer.Option(help="the API key the --upstream server wants")] = None,
     upstream_base: Annotated[str, typer.Option(help="the --upstream server's name for the base model")] = "base",
+    characters: Annotated[Path | None, typer.Option(help="also serve the character adapters under this directory "
+                                                     "(zephyra shakespeare build) as model shakespeare/<name>, and "
+                                                     "the conversation viewer at /shakespeare")] = None,
+    conversations: Annotated[Path, typer.Option(help="where the viewer lists and writes transcripts (with "
+                                                 "--characters)")] = Path("runs/shakespeare/conversations"),
 ) -> None:
     """Serve the system over HTTP, OpenAI-compatible: /v1/chat/completions, /v1/completions, /v1/models, /health,
     /ready, /metrics. model = auto | base | ADAPTER | ADAPTER@VERSION.
@@ -49,6 +55,7 @@ def serve(
     zephyra serve --port 8000 --api-key sk-local
     zephyra serve --registry runs/registry         # stable versions, canaries to their share of users
     zephyra serve --upstream http://gpu-box:8000/v1 --upstream-base zephyra   # generation on vLLM
+    zephyra serve --characters runs/shakespeare/adapters   # + shakespeare/hamlet, ..., the viewer at /shakespeare
     """
     keys = list(api_key or [])
     if api_key_file is not None:
@@ -59,6 +66,9 @@ def serve(
         keys += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
         if not keys:
             clikit.fail(f"--api-key-file {api_key_file} holds no key")
+    if characters is not None and not characters.is_dir():  # before the model loads
+        clikit.fail(f"--characters {characters}: no such directory (zephyra shakespeare build writes "
+                    "runs/shakespeare/adapters)")
     import uvicorn
 
     from ..resolve.cli import open_system
@@ -83,9 +93,7 @@ def serve(
         alerts_cfg = AlertsConfig.from_yaml(alerts)
     if registry is not None:
         from ..registry import Registry
-        from .deploy import registry_adapters
-
-        from .deploy import registry_router
+        from .deploy import registry_adapters, registry_router
 
         reg = Registry(registry)
         dirs, canaries = registry_adapters(reg)
@@ -96,12 +104,21 @@ def serve(
                              adapter_dirs=dirs, upstream=up)
     else:
         system = open_system(base, adapters, router, index=index, upstream=up)
+    extensions = []
+    if characters is not None:
+        # the Shakespeare app's, handed down by zephyra/cli.py (serve imports no application: the layers)
+        mount = (ctx.obj or {}).get("serve_characters")
+        if mount is None:
+            clikit.fail("--characters needs the zephyra command line (zephyra serve --characters DIR)")
+        extensions.append(mount(system, characters, conversations))
     app = create_app(system, api_keys=keys, max_pending=max_pending, canaries=canaries, registry=reg, rules=rules_cfg,
                      alerts=alerts_cfg, reload_interval=reload_interval,
-                     registry_router="router" if registry is not None and router is None else None)
+                     registry_router="router" if registry is not None and router is None else None,
+                     extensions=extensions)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
-    typer.echo(f"serving {len(system.adapters)} adapters{' and a router' if system.router else ''} on "
+    typer.echo(f"serving {len(system.adapters)} adapters{' and a router' if system.router else ''}"
+               f"{' and the viewer at /shakespeare' if extensions else ''} on "
                f"http://{host}:{port}/v1 ({'key required' if keys else 'no key'}"
                f"{', generating on ' + upstream if upstream else ''})", err=True)
     server.run()
