@@ -176,6 +176,15 @@ def test_fidelity_scores_generated_replies_beside_the_real_ones(tiny):
     assert r["attribution_macro_f1"]["chance"] == 0.5 and 0 <= r["attribution_macro_f1"]["generated"] <= 1
     assert set(r["per_character"]) == {"hamlet", "ophelia"} and r["probes"] == list(PROBES)
     assert r["per_character"]["ophelia"]["replies"] == 3 and "| Ophelia | 3 |" in fidelity_markdown(r)
+    from zephyra.apps.shakespeare.report import compare_fidelity, comparison_markdown
+
+    table = compare_fidelity({"plain": r, "again": r})
+    row = table["rows"][0]
+    assert row["tfidf"] == r["attribution_macro_f1"]["generated"] and row["judge_real"] == r["judge_macro_f1"]["real"]
+    md = comparison_markdown(table)
+    assert md.startswith("| setting |") and "\n| plain | " in md and "\n| again | " in md
+    bad = runner.invoke(app, ["shakespeare", "compare", "no-label"])
+    assert bad.exit_code == 2 and "give LABEL=REPORT.json" in bad.output
     pit = r["point_in_time"]  # one probe each of Hamlet and Ophelia, asked in Act I
     assert [p["character"] for p in pit["probes"]] == ["hamlet", "ophelia"] and 0 <= pit["rate"] <= 1
     assert 0 <= pit["real_rate"] < 0.2  # their real lines up to Act I seldom tell of a later death
@@ -245,5 +254,6 @@ def test_the_conversation_benchmark_scores_turns_beside_real_dialogue(tiny, tmp_
     assert len(g["attribution_by_turn"]) == 3 and 0 <= g["echo"] <= 1 and 0 <= g["spoke_for_another"] <= 1
     assert 0 < report["real"]["coherence"] < 1 and 0 < report["real"]["echo"] < 1  # real dialogue, for reference
     assert (tmp_path / "reports" / "conversations.png").is_file() and "| hamlet+ophelia |" in r.stdout
+    assert report["lockstep"] is True and report["seconds"] > 0 and "one mixed-adapter batch a turn" in r.stdout
     bad = runner.invoke(app, ["converse", "bench", "--group", "hamlet", "--base", str(tiny / "base")])
     assert bad.exit_code == 2 and "two to four characters" in bad.output

@@ -160,7 +160,7 @@ def write_character_data(slugs: Sequence[str], root: str | os.PathLike, echo: Ca
 
 SHARED = "shared"  # the shared layer's domain name: every speaker's replies of the plays, training scenes only
 SHARED_STEPS, DELTA_STEPS, DELTA_LR = 160, 12, 5e-4  # the delta: chosen on validation (docs/shakespeare.md)
-RAG_SEQ_LEN = 256  # the deltas' sequence length with sources in the prompt (the base's context)
+RAG_SEQ_LEN = 192  # the deltas' sequence length with sources in the prompt (the base's context)
 
 
 def play_pairs(play: str) -> list[tuple[str, Pair]]:

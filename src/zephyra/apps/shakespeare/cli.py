@@ -135,7 +135,8 @@ def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
           steer: Annotated[str, typer.Option(help="none; bias (each character's vocabulary logit bias); cfg "
                                                   "(classifier-free guidance, the recalled lines against the bare "
                                                   "prompt: with --rag); activation (a character direction at the "
-                                                  "first branch layer); selfcheck (rejected replies regenerated)")
+                                                  "first branch layer); selfcheck (rejected replies regenerated); "
+                                                  "sample (one sampled reply, unchecked)")
                            ] = "none",
           rag: Annotated[bool, typer.Option(help="each prompt with the character's recalled lines and the scene "
                                                  "(OUT/memory, rag.py)")] = False,
@@ -177,6 +178,30 @@ def bench(base: Annotated[Path, typer.Option(help="the base model")] = Path("run
         name = "fidelity" + ("" if steer == "none" else "-" + steer) + ("-rag" if rag else "")
         atomic_write_json(out / "reports" / f"{name}.json", report)
         typer.echo("\n" + fidelity_markdown(report))
+
+
+@app.command()
+def compare(reports: Annotated[list[str], typer.Argument(help="LABEL=REPORT.json, the fidelity reports of bench "
+                                                               "(OUT/reports/fidelity*.json), in table order")],
+            plot: Annotated[Path | None, typer.Option(help="also a bar chart of both judges here (PNG)")] = None,
+            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """One table of several fidelity reports: both judges beside their real-line ceilings, style, probes."""
+    from .report import compare_fidelity, comparison_markdown, plot_comparison
+
+    loaded = {}
+    for spec in reports:
+        label, sep, path = spec.partition("=")
+        if not sep or not label or not path:
+            clikit.fail(f"{spec!r}: give LABEL=REPORT.json")
+        try:
+            loaded[label] = json.loads(Path(path).read_text())
+            loaded[label]["per_character"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            clikit.fail(f"{path}: not a fidelity report of zephyra shakespeare bench ({type(e).__name__})")
+    result = compare_fidelity(loaded)
+    if plot is not None:
+        plot_comparison(result, plot)
+    typer.echo(json.dumps(result) if as_json else comparison_markdown(result))
 
 
 @converse_app.callback()
@@ -238,6 +263,9 @@ def converse_bench(groups: Annotated[list[str] | None, typer.Option("--group", h
                    turns: Annotated[int, typer.Option(min=2, help="turns per conversation")] = 8,
                    base: Annotated[Path, typer.Option(help="the base model")] = Path("runs/phase2/final"),
                    adapters: Annotated[Path, typer.Option(help="the character adapters")] = OUT / "adapters",
+                   lockstep: Annotated[bool, typer.Option(help="every conversation at once, one mixed-adapter batch "
+                                                         "a turn (--no-lockstep: one after another, the baseline)")]
+                   = True,
                    out: OutOpt = OUT) -> None:
     """Two-way and four-way conversations scored turn by turn: speaking for another, attribution drift, echo,
     coherence, distinct-2; a table and a plot (docs/shakespeare.md)."""
@@ -252,7 +280,7 @@ def converse_bench(groups: Annotated[list[str] | None, typer.Option("--group", h
     everyone = sorted({c for g in chosen for c in g})
     system = _err(lambda: open_characters(everyone, base=base, adapters=adapters))
     try:
-        result = _err(lambda: conversation_bench(system, chosen, seeds=seeds, turns=turns,
+        result = _err(lambda: conversation_bench(system, chosen, seeds=seeds, turns=turns, lockstep=lockstep,
                                                  echo=lambda s: typer.echo(s, err=True)))
     finally:
         system.close()

@@ -55,8 +55,12 @@ def real_reference(vectorizer, plays: Sequence[str]) -> dict:
 
 
 def conversation_bench(system, groups: Sequence[Sequence[str]] = DEFAULT_GROUPS, *, seeds: int = 4, turns: int = 8,
-                       max_tokens: int = 40, temperature: float = 0.8, echo: Callable[[str], None] = print) -> dict:
-    """Run ``seeds`` conversations of ``turns`` for each group and score them (see the module's notes)."""
+                       max_tokens: int = 40, temperature: float = 0.8, lockstep: bool = True,
+                       echo: Callable[[str], None] = print) -> dict:
+    """Run ``seeds`` conversations of ``turns`` for each group and score them (see the module's notes).
+    ``lockstep`` False: one conversation after another (the baseline of the batched run; the same turns)."""
+    import time
+
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     from .converse import Conversation, converse_many
@@ -69,9 +73,13 @@ def conversation_bench(system, groups: Sequence[Sequence[str]] = DEFAULT_GROUPS,
               "real": real_reference(vec, sorted({CHARACTERS[c][0] for g in groups for c in g}))}
     # every conversation of every group at once: one mixed-adapter batch a turn (converse_many)
     plan = [(group, seed) for group in groups for seed in range(seeds)]
-    talks = converse_many(system, [Conversation(system, g, turns=turns, seed=1000 * seed, temperature=temperature,
-                                                max_tokens=max_tokens) for g, seed in plan])
-    echo(f"  {len(plan)} conversations of {turns} turns, {len(groups)} groups, in lockstep batches")
+    talking = [Conversation(system, g, turns=turns, seed=1000 * seed, temperature=temperature, max_tokens=max_tokens)
+               for g, seed in plan]
+    t0 = time.perf_counter()
+    talks = converse_many(system, talking) if lockstep else [converse_many(system, [c])[0] for c in talking]
+    result["seconds"], result["lockstep"] = round(time.perf_counter() - t0, 2), lockstep
+    echo(f"  {len(plan)} conversations of {turns} turns, {len(groups)} groups, "
+         f"{'in lockstep batches' if lockstep else 'one after another'}: {result['seconds']:.1f} s")
     for group in groups:
         name = "+".join(group)
         by_turn = [[] for _ in range(turns)]
@@ -97,7 +105,9 @@ def conversation_bench(system, groups: Sequence[Sequence[str]] = DEFAULT_GROUPS,
 
 
 def bench_markdown(r: dict) -> str:
-    lines = [f"{r['seeds']} conversations of {r['turns']} turns per group, temperature {r['temperature']}; real "
+    how = "" if "seconds" not in r else (f"; {r['seconds']:.1f} s, " + (
+        "all at once (one mixed-adapter batch a turn)" if r.get("lockstep", True) else "one after another"))
+    lines = [f"{r['seeds']} conversations of {r['turns']} turns per group, temperature {r['temperature']}{how}; real "
              f"held-out dialogue: echo {r['real']['echo']:.3f}, coherence {r['real']['coherence']:.3f}", "",
              "| group | spoke for another | attribution, turns 1-2 / last 2 (chance 0.111) | echo (real "
              f"{r['real']['echo']:.2f}) | coherence (real {r['real']['coherence']:.2f}) | distinct-2 |",

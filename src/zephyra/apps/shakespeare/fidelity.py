@@ -99,18 +99,20 @@ class AttributionScorer:
                               average="macro", zero_division=0))
 
 
-def answers(system, prompts: Sequence, adapter: str, max_tokens: int, bias: dict | None = None) -> list[str]:
-    """Greedy replies of ``adapter`` to ``prompts`` (strings, or messages with their sources; one batch), with a
-    logit bias if given."""
+def answers(system, prompts: Sequence, adapter: str, max_tokens: int, bias: dict | None = None,
+            temperature: float = 0.0) -> list[str]:
+    """Greedy replies (or sampled at ``temperature``, seed 0) of ``adapter`` to ``prompts`` (strings, or messages
+    with their sources; one batch), with a logit bias if given."""
     from ...resolve.engine import Request
     from ...resolve.sampling import SamplingParams
 
-    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, stop=["\n\n"], logit_bias=dict(bias or {}))
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=0.95 if temperature else 1.0,
+                            seed=0, stop=["\n\n"], logit_bias=dict(bias or {}))
     done = system.engine.run([Request(p, adapter=adapter, sampling=params) for p in prompts])
     return [" ".join(c.text.split()) for c in done]
 
 
-STEERS = ("none", "bias", "cfg", "activation", "selfcheck")
+STEERS = ("none", "bias", "cfg", "activation", "selfcheck", "sample")
 CFG_SCALE = 1.5  # classifier-free guidance: the RAG prompt against the bare prompt
 ACT_SCALE = 2.0  # activation steering: twice the character's mean difference
 SELF_CHECK_TRIES = 4  # sampled candidates for a rejected reply
@@ -212,7 +214,8 @@ def fidelity(system, slugs: Sequence[str], *, per_character: int = 24, max_token
     scene's setting (RAG from the plays). ``steer``: none; bias (each character's vocabulary logit bias,
     steering.py); cfg (classifier-free guidance, the RAG prompt against the bare one: needs ``memory``);
     activation (the character's direction added at the first branch layer); selfcheck (a reply the speaker
-    classifier or the anachronism check rejects is regenerated). ``judge``: also the MiniLM judge's macro-F1."""
+    classifier or the anachronism check rejects is regenerated); sample (one reply sampled at 0.8, unchecked: the
+    self-check's baseline). ``judge``: also the MiniLM judge's macro-F1."""
     from ...errors import DataError
 
     if steer not in STEERS:
@@ -242,6 +245,9 @@ def fidelity(system, slugs: Sequence[str], *, per_character: int = 24, max_token
                 bias = vocabulary_bias(s, system.tokenizer, cache=cache)
             replies = answers(system, asked, s, max_tokens, bias)
             probes = answers(system, probes_asked, s, max_tokens, bias)
+        elif steer == "sample":  # the self-check's baseline: one sampled reply, as its candidates are, unchecked
+            replies = answers(system, asked, s, max_tokens, temperature=0.8)
+            probes = answers(system, probes_asked, s, max_tokens, temperature=0.8)
         elif steer == "selfcheck":
             replies, checks[s] = self_checked(system, asked, s, max_tokens, scorer)
             probes, _ = self_checked(system, probes_asked, s, max_tokens, scorer)

@@ -110,3 +110,71 @@ def plot_matrix(result: dict, path: str | os.PathLike) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def compare_fidelity(reports: dict[str, dict]) -> dict:
+    """One row per fidelity report (``zephyra shakespeare bench`` JSON, labelled): both judges' macro-F1 of the
+    generated replies beside their real-line ceilings, the style means over the characters, the probes."""
+    rows = []
+    for label, r in reports.items():
+        per = list(r["per_character"].values())
+
+        def mean(key, side="generated", per=per):
+            return sum(row[side][key] for row in per) / max(len(per), 1)
+
+        a, j = r["attribution_macro_f1"], r.get("judge_macro_f1") or {}
+        pit = r.get("point_in_time") or {}
+        rows.append({"setting": label, "steer": r.get("steer", "none"), "rag": bool(r.get("rag")),
+                     "tfidf": a["generated"], "tfidf_real": a["real"], "judge": j.get("generated"),
+                     "judge_real": j.get("real"), "chance": a["chance"], "distinct_1": mean("distinct_1"),
+                     "distinct_1_real": mean("distinct_1", "real"), "repetition": mean("repetition"),
+                     "repetition_real": mean("repetition", "real"), "words": mean("words_per_reply"),
+                     "words_real": mean("words_per_reply", "real"),
+                     "modern_probes": sum(row["probes_with_a_modern_word"] for row in per) / max(len(per), 1),
+                     "point_in_time": pit.get("rate"), "point_in_time_real": pit.get("real_rate")})
+    return {"rows": rows}
+
+
+def comparison_markdown(result: dict) -> str:
+    rows = result["rows"]
+    if not rows:
+        return "no report"
+    r0 = rows[0]
+    f = (lambda v: "-" if v is None else f"{v:.3f}")
+    lines = [f"| setting | attribution, TF-IDF (real {r0['tfidf_real']:.3f}) | attribution, MiniLM judge (real "
+             f"{f(r0['judge_real'])}) | distinct-1 (real {r0['distinct_1_real']:.2f}) | repetition (real "
+             f"{r0['repetition_real']:.3f}) | words a reply (real {r0['words_real']:.1f}) | probes with a modern "
+             f"word | point-in-time probes telling the future (real lines {f(r0['point_in_time_real'])}) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['setting']} | {r['tfidf']:.3f} | {f(r['judge'])} | {r['distinct_1']:.2f} | "
+                     f"{r['repetition']:.3f} | {r['words']:.1f} | {r['modern_probes']:.0%} | "
+                     f"{'-' if r['point_in_time'] is None else format(r['point_in_time'], '.0%')} |")
+    lines.append(f"\nchance: {r0['chance']:.3f} (macro-F1 over {round(1 / r0['chance'])} characters)")
+    return "\n".join(lines)
+
+
+def plot_comparison(result: dict, path: str | os.PathLike) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    fig, ax = plt.subplots(figsize=(7.2, 3.6))
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], [r["tfidf"] for r in rows], 0.4, label="TF-IDF scorer (what bias / self-check "
+           "/ RFT push on)")
+    ax.bar([x + 0.2 for x in xs], [r["judge"] or 0 for r in rows], 0.4, label="MiniLM judge (independent)")
+    ax.axhline(rows[0]["tfidf_real"], color="C0", ls="--", lw=1, label="real lines, TF-IDF")
+    if rows[0]["judge_real"] is not None:
+        ax.axhline(rows[0]["judge_real"], color="C1", ls="--", lw=1, label="real lines, MiniLM")
+    ax.axhline(rows[0]["chance"], color="grey", ls=":", lw=1, label="chance")
+    ax.set_xticks(list(xs), [r["setting"] for r in rows], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("speaker attribution, macro-F1")
+    ax.set_title("generated replies: who does each judge think said them?")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
