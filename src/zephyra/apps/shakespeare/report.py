@@ -140,7 +140,10 @@ def comparison_markdown(result: dict) -> str:
     if not rows:
         return "no report"
     r0 = rows[0]
-    f = (lambda v: "-" if v is None else f"{v:.3f}")
+
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
     lines = [f"| setting | attribution, TF-IDF (real {r0['tfidf_real']:.3f}) | attribution, MiniLM judge (real "
              f"{f(r0['judge_real'])}) | distinct-1 (real {r0['distinct_1_real']:.2f}) | repetition (real "
              f"{r0['repetition_real']:.3f}) | words a reply (real {r0['words_real']:.1f}) | probes with a modern "
