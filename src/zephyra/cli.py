@@ -19,6 +19,7 @@ from . import clikit
 from .apps.shakespeare.cli import app as shakespeare_app
 from .apps.shakespeare.cli import converse_app
 from .apps.shakespeare.viewer import serve_characters
+from .apps.tutor.cli import app as tutor_app
 from .data.cli import app as data_app
 from .data.index_cli import app as index_app
 from .evaluation.cli import app as eval_app
@@ -172,6 +173,7 @@ GROUPS = {  # zephyra GROUP VERB: the sub-app that holds the verbs
     "registry": registry_app,
     "shakespeare": shakespeare_app,
     "converse": converse_app,
+    "tutor": tutor_app,
 }
 
 
