@@ -17,6 +17,8 @@ APT_PACKAGES=(
   apertium apertium-en-es  # English<->Spanish back-translation of training prompts (zephyra.data.augment)
   libtcmalloc-minimal4
   chromium  # a real browser for the chat page's test (headless)
+  tesseract-ocr tesseract-ocr-eng  # OCR of scanned textbook pages (zephyra tutor ingest)
+  python-sympy-doc  # the SymPy tutorial: the math subject's prose (apps/tutor/corpora.py)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

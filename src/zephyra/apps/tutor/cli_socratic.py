@@ -1,7 +1,70 @@
-"""``zephyra tutor``'s verbs for the socratic part (added to the tutor's app by ``register``)."""
+"""``zephyra tutor build|bench``: the Socratic adapters and their benchmark (socratic.py)."""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ... import clikit
+
+OUT = Path("runs/tutor")
+BaseOpt = Annotated[Path, typer.Option(help="the base model")]
+SubjectOpt = Annotated[str, typer.Option(help="the subject (math)")]
+
+
+def _err(fn):
+    from ...errors import ZephyraError
+
+    try:
+        return fn()
+    except ZephyraError as e:
+        clikit.fail(str(e))
+
 
 def register(app) -> None:
-    """Add this part's verbs to the tutor's Typer app (none yet)."""
+    @app.command()
+    def build(subject: SubjectOpt = "math", base: BaseOpt = Path("runs/phase2/final"),
+              out: Annotated[Path, typer.Option(help="where the data and adapters go")] = OUT,
+              general: Annotated[Path, typer.Option(help="the base's general corpus, replayed")]
+              = Path("runs/data/phase2"),
+              overrides: Annotated[list[str] | None, typer.Argument(help="recipe key=value (adapters/tutor.yaml)")]
+              = None) -> None:
+        """The subject's tutoring dialogues and its Socratic adapter (a few minutes on 2 cores)."""
+        from .socratic import train_tutor
+
+        if not (base / "config.json").is_file():
+            clikit.fail(f"--base {base}: no model there (run the quickstart, or pass --base)")
+        t0 = time.perf_counter()
+        r = _err(lambda: train_tutor(subject, base=base, out=out, general=general, overrides=list(overrides or []),
+                                     echo=lambda s: typer.echo(s, err=True)))
+        typer.echo(f"{subject}: tutor-turn perplexity (validation) {r['base_val_qa_perplexity']:.1f} (base) -> "
+                   f"{r['val_qa_perplexity']:.1f}; {r['out']} ({time.perf_counter() - t0:.0f} s)")
+
+    @app.command()
+    def bench(subject: SubjectOpt = "math", base: BaseOpt = Path("runs/phase2/final"),
+              out: Annotated[Path, typer.Option(help="where build wrote the adapters; the report goes here")] = OUT,
+              problems: Annotated[int, typer.Option(min=1, help="held-out problems")] = 300,
+              turns: Annotated[int, typer.Option(min=1, help="tutor turns a conversation, at most")] = 5,
+              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """Conversations with simulated learners on held-out problems: leak rate, questions, learner success."""
+        from ...io import atomic_write_json
+        from ...resolve.system import load_system
+        from .socratic import bench_markdown, tutor_bench
+
+        adapter = out / "adapters" / subject
+        if not (adapter / "adapter_config.json").is_file():
+            clikit.fail(f"no {subject} tutor adapter under {out / 'adapters'}; train it: zephyra tutor build "
+                        f"--subject {subject}")
+        system = _err(lambda: load_system(base, None, None, adapter_dirs={subject: adapter}))
+        try:
+            report = _err(lambda: tutor_bench(system, subject, adapter=subject, n=problems, turns=turns,
+                                              echo=lambda s: typer.echo(s, err=True)))
+        finally:
+            system.close()
+        (out / "reports").mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "reports" / f"socratic-{subject}.json", report)
+        typer.echo(json.dumps(report["rows"]) if as_json else bench_markdown(report))

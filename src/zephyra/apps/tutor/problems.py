@@ -153,11 +153,18 @@ def math_problems(n: int, seed: int = 0, kinds: Sequence[str] | None = None) -> 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?")
 
 
-def numbers_in(text: str) -> list[Fraction]:
-    """Every number in ``text`` (integers, decimals, fractions such as 3/4), in order."""
+def numbers_in(text: str, lowest_terms: bool = False) -> list[Fraction]:
+    """Every number in ``text`` (integers, decimals, fractions such as 3/4), in order; ``lowest_terms``: a fraction
+    not in lowest terms ("3000/100", a step still to be done) is left out."""
+    import math
+
     out = []
     for m in _NUMBER.finditer(text.replace(",", "")):
         s = m.group(0).replace(" ", "")
+        if lowest_terms and "/" in s:
+            a, b = (int(x) for x in s.split("/"))
+            if b == 0 or math.gcd(a, b) != 1:
+                continue
         try:
             out.append(Fraction(s))
         except (ValueError, ZeroDivisionError):
@@ -172,8 +179,9 @@ def check_answer(problem: Problem, text: str) -> bool:
 
 
 def says_answer(problem: Problem, text: str) -> bool:
-    """Whether ``text`` gives the answer away (a leak, in a tutor's turn): it holds the answer's number, and that
-    number is not one the question itself gives."""
+    """Whether ``text`` gives the answer away (a leak, in a tutor's turn): it states the answer's number (a
+    fraction in lowest terms; "3000/100 = ?" is a step left to the learner), and that number is not one the
+    question itself gives."""
     if problem.value in numbers_in(problem.question):
         return False  # cannot tell a leak from quoting the question
-    return any(v == problem.value for v in numbers_in(text))
+    return any(v == problem.value for v in numbers_in(text, lowest_terms=True))
