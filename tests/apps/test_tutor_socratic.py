@@ -95,3 +95,23 @@ def test_build_and_bench_on_a_tiny_base(tmp_path):
     other = runner.invoke(app, ["tutor", "build", "--subject", "history", "--base", str(tmp_path / "base"),
                                 "--out", str(out)])
     assert other.exit_code == 2 and "math only" in other.output
+
+
+def test_ask_gives_a_hint_never_the_answer(tmp_path):
+    from zephyra.apps.tutor.problems import parse_problem
+
+    tok = make_tokenizer()
+    make_model(tok).save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    p = parse_problem("Solve for x: 3x + 2 = 11")
+    assert p.kind == "equations" and p.answer == "3" and p.steps[0].startswith("Subtract 2")
+    assert parse_problem("Who wrote Hamlet?") is None
+    opts = ["--base", str(tmp_path / "base"), "--out", str(tmp_path / "tutor")]
+    r = runner.invoke(app, ["tutor", "ask", "What is 7 × 8 + 2?", "--json", *opts])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert list(out) == ["text", "subject", "adapter", "sources", "tool_calls"] and out["subject"] == "math"
+    assert "58" not in out["text"] and "?" in out["text"]  # a hint and a question, not the answer
+    for args, why in ((["   "], "empty message"), (["x", "--subject", "history"], "unknown subject 'history'")):
+        bad = runner.invoke(app, ["tutor", "ask", *args, *opts])
+        assert bad.exit_code == 2 and why in bad.output, bad.output

@@ -373,6 +373,20 @@ class Engine:
         with self._step_lock:
             self.lora.add(name, updates)
 
+    @contextlib.contextmanager
+    def exclusive(self, adapter: str | None = None):
+        """The model alone, between two decoding steps, with ``adapter``'s LoRA applied (None or "base": the plain
+        base), for work outside the batch (scoring a constrained tool call: resolve/tools.py). The running batch
+        waits for the block; its per-row layout is rebuilt after it."""
+        spec = None if adapter in (None, BASE) else adapter
+        with self._step_lock, torch.no_grad():
+            self.lora.set_rows(self.lora.mixes([spec]))
+            try:
+                yield self.model
+            finally:
+                self.lora.set_rows(None)
+                self._rows_changed = True
+
     def remove_adapter(self, name: str) -> bool:
         """Stop serving ``name`` unless a queued or running request uses it (then False: try again later)."""
         with self._adapters_lock, self._step_lock, self._cond:

@@ -12,7 +12,9 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions`` (both with ``
 ``GET /metrics`` (Prometheus, serve/metrics.py). ``model`` is ``auto`` (routed by tiny ada), ``base``, an adapter's
 name or ``NAME@VERSION``. Every answer says what served it: a ``zephyra`` object ``{"adapter", "version",
 "confidence", "runner_up", "sources", "note"}`` and the headers ``x-zephyra-adapter``, ``x-zephyra-version``,
-``x-request-id`` (the client's own when it sent one).
+``x-request-id`` (the client's own when it sent one). With ``tools`` (and ``tool_choice``: auto, none, required or a
+named function) a chat request may answer with ``message.tool_calls`` and ``finish_reason: "tool_calls"``, decoded
+under each tool's schema (resolve/tools.py); the client runs the tool and sends its result as a ``tool`` message.
 
 Refusals are OpenAI's error object with one line: 400 (a bad body: serve/schema.py; a prompt too long for the
 context; ``max_tokens`` too large), 401 (no or a wrong key: keys are compared by SHA-256 digest), 404 (an unknown
@@ -400,6 +402,31 @@ class Server:
             rows.append(row)
         return rows
 
+    # --- function calling ---
+    def decide_tool(self, req: ServeRequest, adapter: str):
+        """Call a tool or answer in text (``resolve.tools.decode_call``: constrained, so a call always fits its
+        schema), scored on the local model with ``adapter`` ("auto": the base), a forward at a time between
+        the engine's decoding steps. The client runs the tool; its result comes back as a ``tool`` message.
+        The call threshold is the served adapter's calibrated one when it carries one (``tools-calibrate``),
+        else ``DEFAULT_THRESHOLD``."""
+        from ..chat import encode_chat
+        from ..resolve.tools import DEFAULT_THRESHOLD, decode_call, model_scorer, read_threshold
+
+        engine = self.system.engine
+        if not hasattr(engine, "exclusive"):
+            raise BadRequest("tools need a local model; this server generates upstream", param="tools")
+        key = adapter if adapter in engine.adapters else BASE
+
+        def score(ids: list[int]):
+            with engine.exclusive(key) as model:
+                return model_scorer(model)(ids)
+
+        threshold = read_threshold((getattr(self.system, "adapter_dirs", None) or {}).get(key))
+        ids = encode_chat(self.system.tokenizer, req.prompt)
+        return key, len(ids), decode_call(score, self.system.tokenizer, ids, req.extra["tools"],
+                                          req.extra["tool_choice"],
+                                          DEFAULT_THRESHOLD if threshold is None else threshold)
+
     # --- one request ---
     async def submit(self, req: ServeRequest, adapter: str, request_id: str):
         request = Request(req.prompt, adapter=adapter, sampling=req.sampling, fmt=req.fmt, request_id=request_id)
@@ -462,6 +489,37 @@ class SubmitBatcher:
                 continue
             for (_, fut), stream in zip(batch, streams):
                 fut.set_result(stream)
+
+
+def _tool_call_response(server: Server, req: ServeRequest, adapter: str, n_prompt: int, decision, rid: str):
+    """A decided call in OpenAI's shape: ``message.tool_calls`` and ``finish_reason: "tool_calls"`` (streamed: one
+    delta with the whole call, then the finish)."""
+    version = server.versions.get(adapter) or "-"
+    server.metrics.requests.labels("chat", adapter, version, "200").inc()
+    n_tokens = len(server.system.tokenizer(decision.text, add_special_tokens=False)["input_ids"])
+    usage = {"prompt_tokens": n_prompt, "completion_tokens": n_tokens, "total_tokens": n_prompt + n_tokens}
+    headers = {"x-zephyra-adapter": adapter, "x-zephyra-version": version, "x-request-id": rid}
+    head = {"id": "chatcmpl-" + rid, "created": int(time.time()), "model": adapter}
+    info = {"adapter": adapter, "version": None if version == "-" else version,
+            "tool_call_probability": decision.p_call}
+    if not req.stream:
+        message = {"role": "assistant", "content": None, "tool_calls": [decision.call]}
+        return JSONResponse({**head, "object": "chat.completion", "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls"}],
+            "usage": usage, "zephyra": info}, headers=headers)
+
+    async def sse():
+        chunk = {**head, "object": "chat.completion.chunk"}
+        delta = {"role": "assistant", "content": None, "tool_calls": [{"index": 0, **decision.call}]}
+        yield {"data": json.dumps({**chunk, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                                          "finish_reason": None}], "zephyra": info})}
+        yield {"data": json.dumps({**chunk, "choices": [{"index": 0, "delta": {}, "logprobs": None,
+                                                          "finish_reason": "tool_calls"}]})}
+        if req.include_usage:
+            yield {"data": json.dumps({**chunk, "choices": [], "usage": usage})}
+        yield {"data": "[DONE]"}
+
+    return EventSourceResponse(sse(), headers=headers, ping=15)
 
 
 def _fixed_answer(stream) -> str | None:
@@ -616,6 +674,16 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
             return refuse(e, endpoint, rid)
         except RequestError as e:  # what the sampling settings or the chat encoder refuse
             return refuse(BadRequest(str(e)), endpoint, rid)
+        if req.extra.get("tools") and req.extra.get("tool_choice") != "none":
+            try:
+                key, n_prompt, decision = await asyncio.get_running_loop().run_in_executor(
+                    None, server.decide_tool, req, adapter)
+            except BadRequest as e:
+                return refuse(e, endpoint, rid)
+            except RequestError as e:
+                return refuse(BadRequest(str(e)), endpoint, rid)
+            if decision.call is not None:
+                return _tool_call_response(server, req, key, n_prompt, decision, rid)
         server.pending += 1
         server.metrics.pending.set(server.pending)
         started = time.perf_counter()

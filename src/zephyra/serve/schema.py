@@ -4,6 +4,10 @@ never a 422 listing a schema or a 500: the body is parsed here, not by a model c
 and fuzzed input cannot reach the engine.
 
     req = chat_request(json_body)      # ServeRequest(model, messages, sampling, stream, include_usage, user)
+    req.extra                          # {"tools": [Tool], "tool_choice": "auto" | "required" | a name} with tools
+
+With ``tools``, the messages come out already rendered for the chat encoder (resolve/tools.py: the tools as a
+system message, assistant ``tool_calls`` as ``<tool_call>`` text, ``role: tool`` results as user turns).
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..errors import RequestError
 from ..resolve.sampling import SamplingParams
+from ..resolve.tools import ToolError, check_choice, check_tools, tool_messages
 
 MAX_STOP = 4  # OpenAI's limit on stop sequences
 
@@ -126,6 +132,7 @@ def chat_request(body, max_tokens_cap: int) -> ServeRequest:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty list of {'role', 'content'} objects", param="messages")
+    tools, choice = _tools(body)
     out = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
@@ -133,13 +140,42 @@ def chat_request(body, max_tokens_cap: int) -> ServeRequest:
         role = m.get("role")
         if role == "developer":  # OpenAI's newer name for the system role
             role = "system"
-        if role not in ("system", "user", "assistant"):
-            raise BadRequest(f"messages[{i}].role must be system, user or assistant, got {role!r}",
+        if role not in ("system", "user", "assistant", "tool"):
+            raise BadRequest(f"messages[{i}].role must be system, user, assistant or tool, got {role!r}",
                              param="messages")
-        out.append({"role": role, "content": _text_content(m.get("content"), f"messages[{i}]")})
+        if role == "assistant" and m.get("tool_calls"):
+            if not isinstance(m["tool_calls"], list):
+                raise BadRequest(f"messages[{i}].tool_calls must be a list", param="messages")
+            content = m.get("content")
+            out.append({"role": role, "content": "" if content is None else _text_content(content, f"messages[{i}]"),
+                        "tool_calls": m["tool_calls"]})
+            continue
+        item = {"role": role, "content": _text_content(m.get("content"), f"messages[{i}]")}
+        if role == "tool":
+            item["tool_call_id"] = m.get("tool_call_id")
+        out.append(item)
+    if any(m["role"] == "tool" or "tool_calls" in m for m in out) or tools:
+        try:  # the calls and results as the chat encoder's text (resolve/tools.py), the tools listed first
+            out = tool_messages(out, tools if choice != "none" else None)
+        except RequestError as e:
+            raise BadRequest(str(e), param="messages") from None
     if not any(m["content"].strip() for m in out if m["role"] != "assistant"):
         raise BadRequest("the prompt is empty", param="messages")
-    return ServeRequest(model, out, sampling, stream, usage, user, "chat")
+    extra = {"tools": tools, "tool_choice": choice} if tools else {}
+    return ServeRequest(model, out, sampling, stream, usage, user, "chat", extra)
+
+
+def _tools(body: dict):
+    """``tools`` and ``tool_choice``, checked: (the tools or None, "auto" | "none" | "required" | a name)."""
+    if body.get("tools") is None:
+        if body.get("tool_choice") not in (None, "none", "auto"):
+            raise BadRequest("tool_choice needs tools", param="tool_choice")
+        return None, "none"
+    try:
+        tools = check_tools(body["tools"])
+        return tools, check_choice(body.get("tool_choice"), tools)
+    except ToolError as e:
+        raise BadRequest(str(e), param="tool_choice" if str(e).startswith("tool_choice") else "tools") from None
 
 
 def completion_request(body, max_tokens_cap: int) -> ServeRequest:

@@ -1,4 +1,5 @@
-"""``zephyra tutor build|bench``: the Socratic adapters and their benchmark (socratic.py)."""
+"""``zephyra tutor build|bench|ask``: the Socratic adapters, their benchmark (socratic.py), and the tutor at run
+time (tutor.py)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,31 @@ def register(app) -> None:
                                      echo=lambda s: typer.echo(s, err=True)))
         typer.echo(f"{subject}: tutor-turn perplexity (validation) {r['base_val_qa_perplexity']:.1f} (base) -> "
                    f"{r['val_qa_perplexity']:.1f}; {r['out']} ({time.perf_counter() - t0:.0f} s)")
+
+    @app.command()
+    def ask(message: Annotated[str, typer.Argument(help="the learner's message")],
+            subject: Annotated[str | None, typer.Option(help="math, science or reading (default: the one that "
+                                                             "fits)")] = None,
+            base: BaseOpt = Path("runs/phase2/final"),
+            out: Annotated[Path, typer.Option(help="the tutor's indexes and adapters")] = OUT,
+            as_json: Annotated[bool, typer.Option("--json", help="one JSON object: text, subject, adapter, sources, "
+                                                                 "tool_calls")] = False) -> None:
+        """One tutor turn: a hint and a question, never the answer; the passages it drew on."""
+        from .tutor import Tutor
+
+        if not (base / "config.json").is_file():
+            clikit.fail(f"--base {base}: no model there (run the quickstart, or pass --base)")
+        tutor = _err(lambda: Tutor(base, out))
+        try:
+            r = _err(lambda: tutor.ask(message, subject))
+        finally:
+            tutor.close()
+        if as_json:
+            typer.echo(json.dumps(r))
+            return
+        typer.echo(f"[{r['subject']} · {r['adapter']}] {r['text']}")
+        for i, s in enumerate(r["sources"], 1):
+            typer.echo(f"  [{i}] {s['text'][:160]}")
 
     @app.command()
     def bench(subject: SubjectOpt = "math", base: BaseOpt = Path("runs/phase2/final"),

@@ -185,3 +185,64 @@ def says_answer(problem: Problem, text: str) -> bool:
     if problem.value in numbers_in(problem.question):
         return False  # cannot tell a leak from quoting the question
     return any(v == problem.value for v in numbers_in(text, lowest_terms=True))
+
+
+# --- a learner's own problem, when it has one of the families' shapes (``zephyra tutor ask``) ---------------------
+
+_N = r"(-?\d+)"
+_SHAPES = (
+    ("arithmetic", re.compile(rf"{_N}\s*(?:×|x|\*|times)\s*{_N}\s*(\+|-|plus|minus)\s*{_N}", re.I)),
+    ("equations", re.compile(rf"{_N}\s*x\s*\+\s*{_N}\s*=\s*{_N}", re.I)),
+    ("percentages", re.compile(rf"{_N}\s*(?:%|percent)\s*of\s*{_N}", re.I)),
+    ("fractions", re.compile(rf"{_N}\s*/\s*{_N}\s*(?:\+|and|plus)\s*{_N}\s*/\s*{_N}", re.I)),
+)
+
+
+class _Fixed(random.Random):
+    """A Random whose integers are given in turn (and whose choices are the first), to rebuild a family's steps
+    from a learner's numbers."""
+
+    def __init__(self, ints, op=None):
+        super().__init__(0)
+        self.ints, self.op = list(ints), op
+
+    def randint(self, a, b):
+        return self.ints.pop(0)
+
+    def choice(self, seq):
+        seq = list(seq)
+        if self.op is not None and self.op in seq:
+            return self.op
+        if self.ints and self.ints[0] in seq:
+            return self.ints.pop(0)
+        return seq[0]
+
+
+def parse_problem(text: str) -> Problem | None:
+    """The problem ``text`` poses, with its worked steps, when it has one of the generated families' shapes
+    ("What is 4 × 11 - 3?", "Solve 3x + 2 = 11", "15% of 80", "1/2 + 1/3"); else None."""
+    for kind, shape in _SHAPES:
+        m = shape.search(text)
+        if not m:
+            continue
+        g = m.groups()
+        if kind == "arithmetic":
+            op = "+" if g[2].casefold() in ("+", "plus") else "-"
+            r = _Fixed([int(g[0]), int(g[1]), int(g[3])], op)
+        elif kind == "equations":
+            a, b, c = int(g[0]), int(g[1]), int(g[2])
+            if a == 0 or (c - b) % a:
+                return None
+            r = _Fixed([a, (c - b) // a, b])
+        elif kind == "percentages":
+            r = _Fixed([int(g[0]), int(g[1])])
+        else:
+            d1, n1, d2, n2 = int(g[1]), int(g[0]), int(g[3]), int(g[2])
+            if not d1 or not d2:
+                return None
+            r = _Fixed([d1, d2, n1, n2])
+        q, steps, value, unit, facts = _MAKERS[kind](r)
+        answer = facts.pop("answer_text", None) or _fmt(value)
+        return Problem(id="asked", kind=kind, question=text.strip(), steps=steps, answer=f"{answer} {unit}".strip(),
+                       value=value, unit=unit, facts=facts)
+    return None

@@ -1,0 +1,67 @@
+"""Function calling through the server with the official ``openai`` client: ``tools`` and ``tool_choice`` in,
+``tool_calls`` with ``finish_reason: "tool_calls"`` out (decoded under the schema, so they always validate), the
+tool's result sent back as a ``tool`` message, and bad tool lists refused in one line."""
+
+import json
+
+import openai
+import pytest
+
+from zephyra.resolve.tools import check_arguments, check_tools
+
+TOOLS = [{"type": "function", "function": {"name": "convert", "description": "Unit conversion.", "parameters": {
+    "type": "object", "properties": {"value": {"type": "number"}, "unit": {"type": "string", "enum": ["m", "km"]},
+                                     "note": {"type": "string", "maxLength": 8}},
+    "required": ["value", "unit"], "additionalProperties": False}}},
+    {"type": "function", "function": {"name": "lookup", "parameters": {
+        "type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}]
+
+
+def _valid(call):
+    assert call.type == "function"
+    check_arguments(check_tools(TOOLS), call.function.name, call.function.arguments)
+
+
+def test_required_and_named_calls(client):
+    r = client.chat.completions.create(model="base", messages=[{"role": "user", "content": "2 km in m?"}],
+                                       tools=TOOLS, tool_choice="required")
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    _valid(choice.message.tool_calls[0])
+    r = client.chat.completions.create(model="base", messages=[{"role": "user", "content": "find gravity"}],
+                                       tools=TOOLS, tool_choice={"type": "function", "function": {"name": "lookup"}})
+    call = r.choices[0].message.tool_calls[0]
+    assert call.function.name == "lookup"
+    _valid(call)
+
+
+def test_none_answers_in_text_and_results_go_back(client):
+    r = client.chat.completions.create(model="base", messages=[{"role": "user", "content": "Hello"}],
+                                       tools=TOOLS, tool_choice="none", max_tokens=4)
+    assert r.choices[0].finish_reason in ("stop", "length") and r.choices[0].message.tool_calls is None
+    call = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"query": "x"}'}}
+    r = client.chat.completions.create(model="base", max_tokens=4, tools=TOOLS, tool_choice="none", messages=[
+        {"role": "user", "content": "find x"}, {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "x is a letter"}])
+    assert r.choices[0].message.content is not None
+
+
+def test_streamed_call(client):
+    chunks = list(client.chat.completions.create(model="base", messages=[{"role": "user", "content": "2 km?"}],
+                                                 tools=TOOLS, tool_choice="required", stream=True))
+    calls = [c for ch in chunks for c in (ch.choices[0].delta.tool_calls or []) if ch.choices]
+    assert calls and json.loads(calls[0].function.arguments) is not None
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("tools, match", [
+    ([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "x": {"type": "object"}}}}}], "not supported"),
+    ([{"type": "nope"}], "tools\\[0\\]"),
+])
+def test_bad_tools_are_refused(client, tools, match):
+    with pytest.raises(openai.BadRequestError, match=match):
+        client.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}], tools=tools)
+    with pytest.raises(openai.BadRequestError, match="not in tools"):
+        client.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}], tools=TOOLS,
+                                       tool_choice={"type": "function", "function": {"name": "other"}})
