@@ -19,6 +19,7 @@ from . import clikit
 from .apps.shakespeare.cli import app as shakespeare_app
 from .apps.shakespeare.cli import converse_app
 from .apps.shakespeare.viewer import serve_characters
+from .apps.tutor.backend import serve_tutor
 from .apps.tutor.cli import app as tutor_app
 from .data.cli import app as data_app
 from .data.index_cli import app as index_app
@@ -180,8 +181,8 @@ GROUPS = {  # zephyra GROUP VERB: the sub-app that holds the verbs
 @app.callback()
 def _applications(ctx: typer.Context) -> None:
     # what the applications add to other verbs, handed down here (the top may import anything; serve imports no
-    # application): zephyra serve --characters
-    ctx.obj = {"serve_characters": serve_characters}
+    # application): zephyra serve --characters, --tutor
+    ctx.obj = {"serve_characters": serve_characters, "serve_tutor": serve_tutor}
 
 
 for _name, _fn in VERBS.items():

@@ -52,6 +52,17 @@ def test_hints_mask_the_result_and_the_teacher_never_leaks():
     assert no_hints["grounded_hints"] == 0 and with_hints["grounded_hints"] > 0.5
 
 
+def test_the_adapter_cites_the_hint_and_the_runtime_fills_it_in():
+    from zephyra.apps.tutor.socratic import HINT_MARK, cite_hint, fill_hint
+
+    t = task_of(math_problems(1, seed=5)[0])
+    turn = f"Good. Next: {t.hints[0]} What do you get?"
+    cited = cite_hint(turn, t, 0)
+    assert HINT_MARK in cited and t.hints[0] not in cited
+    assert fill_hint(cited, t, 0) == turn
+    assert fill_hint(f"{HINT_MARK} and {HINT_MARK} again", t, 0) == f"{t.hints[0]} and again"  # one hint a turn
+
+
 def test_the_check_and_the_guard():
     p = next(p for p in math_problems(30, seed=0) if p.kind == "equations")
     t = task_of(p)

@@ -48,6 +48,9 @@ def serve(
                                                      "the conversation viewer at /shakespeare")] = None,
     conversations: Annotated[Path, typer.Option(help="where the viewer lists and writes transcripts (with "
                                                  "--characters)")] = Path("runs/shakespeare/conversations"),
+    tutor: Annotated[Path | None, typer.Option(help="also serve the Socratic tutor over this directory (its indexes, "
+                                               "adapters, vision/) at /tutor/chat, /tutor/upload_image, "
+                                               "/tutor/context")] = None,
 ) -> None:
     """Serve the system over HTTP, OpenAI-compatible: /v1/chat/completions, /v1/completions, /v1/models, /health,
     /ready, /metrics. model = auto | base | ADAPTER | ADAPTER@VERSION.
@@ -56,6 +59,7 @@ def serve(
     zephyra serve --registry runs/registry         # stable versions, canaries to their share of users
     zephyra serve --upstream http://gpu-box:8000/v1 --upstream-base zephyra   # generation on vLLM
     zephyra serve --characters runs/shakespeare/adapters   # + shakespeare/hamlet, ..., the viewer at /shakespeare
+    zephyra serve --tutor runs/tutor                       # + tutor/math, the tutor's backend at /tutor/*
     """
     keys = list(api_key or [])
     if api_key_file is not None:
@@ -69,6 +73,8 @@ def serve(
     if characters is not None and not characters.is_dir():  # before the model loads
         clikit.fail(f"--characters {characters}: no such directory (zephyra shakespeare build writes "
                     "runs/shakespeare/adapters)")
+    if tutor is not None and not tutor.is_dir():
+        clikit.fail(f"--tutor {tutor}: no such directory (zephyra tutor data / build write runs/tutor)")
     import uvicorn
 
     from ..resolve.cli import open_system
@@ -111,6 +117,16 @@ def serve(
         if mount is None:
             clikit.fail("--characters needs the zephyra command line (zephyra serve --characters DIR)")
         extensions.append(mount(system, characters, conversations))
+    if tutor is not None:
+        mount = (ctx.obj or {}).get("serve_tutor")
+        if mount is None:
+            clikit.fail("--tutor needs the zephyra command line (zephyra serve --tutor DIR)")
+        from ..errors import ZephyraError
+
+        try:
+            extensions.append(mount(system, tutor))
+        except ZephyraError as e:
+            clikit.fail(str(e))
     app = create_app(system, api_keys=keys, max_pending=max_pending, canaries=canaries, registry=reg, rules=rules_cfg,
                      alerts=alerts_cfg, reload_interval=reload_interval,
                      registry_router="router" if registry is not None and router is None else None,
@@ -118,7 +134,8 @@ def serve(
     config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     typer.echo(f"serving {len(system.adapters)} adapters{' and a router' if system.router else ''}"
-               f"{' and the viewer at /shakespeare' if extensions else ''} on "
+               f"{' and the viewer at /shakespeare' if characters is not None else ''}"
+               f"{' and the tutor at /tutor' if tutor is not None else ''} on "
                f"http://{host}:{port}/v1 ({'key required' if keys else 'no key'}"
                f"{', generating on ' + upstream if upstream else ''})", err=True)
     server.run()

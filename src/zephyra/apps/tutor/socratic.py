@@ -6,7 +6,9 @@ the one chat encoder's grounded prompt (``chat.grounded_messages``): sources [1]
 step the learner is on, [3] what the check of the learner's last message found (right, wrong, asked for the
 answer, nothing yet) -- the runtime checks the learner's numbers against the steps (the check_answer tool) --
 then the last exchanges. The adapter's job is the Socratic turn: feedback, the hint as a question, a refusal when
-the learner demands the answer.
+the learner demands the answer. It cites the hint as "[2]" and the runtime puts the hint's text in, as grounded
+answers quote their passage: a model this small does not copy a step's numbers reliably (measured: with the hint
+written out by the adapter, 3% of its turns named the step's numbers).
 
 - ``teacher_turn``: the rule-based tutor that writes the training dialogues (and the reference in the benchmark);
 - ``Learner``: a simulated learner, seeded: sometimes right, sometimes wrong, sometimes "just tell me"; more
@@ -156,6 +158,22 @@ def tutor_messages(task: Task, i: int, status: str, dialogue: Sequence[tuple[str
     return grounded_messages(text, passages)
 
 
+HINT_MARK = "[2]"  # the hint's source number: the adapter cites it, the runtime puts the hint in (``fill_hint``)
+
+
+def cite_hint(turn: str, task: Task, i: int) -> str:
+    """A training target: the turn with its hint replaced by its citation, as grounded answers cite their passage
+    (retrieval/grounding.py): the adapter learns when to give the hint, the runtime copies it exactly."""
+    return turn.replace(task.hints[min(i, len(task.hints) - 1)], HINT_MARK)
+
+
+def fill_hint(turn: str, task: Task, i: int) -> str:
+    """The adapter's turn with the cited hint put in (the first citation; any other is dropped)."""
+    hint = task.hints[min(i, len(task.hints) - 1)]
+    head, mark, tail = turn.partition(HINT_MARK)
+    return " ".join((head + (hint if mark else "") + tail.replace(HINT_MARK, "")).split())
+
+
 def dialogues(problems: Sequence[Problem], seed: int = 0, turns: int = 5) -> list[dict]:
     """Training records (qa_sources kind): each teacher turn of a simulated dialogue, with its prompt."""
     r = random.Random(seed)
@@ -167,7 +185,7 @@ def dialogues(problems: Sequence[Problem], seed: int = 0, turns: int = 5) -> lis
         for _ in range(turns):
             turn = teacher_turn(task, i, status, r)
             text, passages = tutor_prompt(task, i, status, said)
-            rows.append({"question": text, "answer": turn, "source": "zephyra-tutor", "doc_id": p.id,
+            rows.append({"question": text, "answer": cite_hint(turn, task, i), "source": "zephyra-tutor", "doc_id": p.id,
                          "entity": p.kind, "sources": "\n".join(passages)})
             said.append(("Tutor", turn))
             if status == "solved":
@@ -238,7 +256,8 @@ def model_tutor(system, adapter: str, *, sources: bool = True, max_tokens: int =
     def tutor(batch):
         requests = [Request(tutor_messages(t, i, status, said, sources=sources), adapter=adapter, sampling=params)
                     for t, i, status, said in batch]
-        return [" ".join(c.text.split()) or "..." for c in system.engine.run(requests)]
+        return [fill_hint(" ".join(c.text.split()), t, i) or "..."
+                for (t, i, _, _), c in zip(batch, system.engine.run(requests))]
 
     return tutor
 

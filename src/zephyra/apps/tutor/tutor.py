@@ -21,18 +21,36 @@ from .subjects import SUBJECTS, check_subject
 _MATHY = re.compile(r"\d\s*(?:[-+×x*/%=]|percent|times|plus|minus)\s*\d|\d\s*x\s*[-+]", re.I)
 
 
+def tutor_adapters(root: Path) -> dict[str, Path]:
+    """{subject: adapter dir} of the subject adapters under ``root/adapters`` (zephyra tutor build)."""
+    return {s: root / "adapters" / s for s in SUBJECTS if (root / "adapters" / s / "adapter_config.json").is_file()}
+
+
 class Tutor:
     def __init__(self, base: str | os.PathLike, root: str | os.PathLike = "runs/tutor"):
         from ...resolve.system import load_system
 
         self.root = Path(root)
-        adapters = {s: self.root / "adapters" / s for s in SUBJECTS
-                    if (self.root / "adapters" / s / "adapter_config.json").is_file()}
-        self.system = load_system(base, None, None, adapter_dirs=adapters)
+        found = tutor_adapters(self.root)
+        self.system, self.owned = load_system(base, None, None, adapter_dirs=found), True
+        self.adapters = {s: s for s in found}  # subject -> the system's adapter name
         self.indexes: dict = {}
 
+    @classmethod
+    def from_system(cls, system, root: str | os.PathLike = "runs/tutor", prefix: str = "tutor/") -> Tutor:
+        """The tutor on an existing system (the server's): its subject adapters are added to it as
+        ``<prefix><subject>`` (checked as any adapter loaded while serving); ``close`` leaves the system open."""
+        tutor = cls.__new__(cls)
+        tutor.root, tutor.system, tutor.owned, tutor.indexes = Path(root), system, False, {}
+        tutor.adapters = {}
+        for subject, path in tutor_adapters(tutor.root).items():
+            system.add_adapter(prefix + subject, path)
+            tutor.adapters[subject] = prefix + subject
+        return tutor
+
     def close(self) -> None:
-        self.system.close()
+        if self.owned:
+            self.system.close()
 
     def index(self, subject: str):
         from .subjects import open_subject_index
@@ -59,9 +77,8 @@ class Tutor:
                 best, score = s, hits[0].score
         return best
 
-    def ask(self, message: str, subject: str | None = None) -> dict:
-        from .problems import parse_problem
-        from .socratic import guard, model_tutor, task_of, teacher_turn
+    def retrieved(self, message: str, subject: str | None = None) -> tuple[str, list[dict]]:
+        """(the subject, given or picked; the top 3 passages of its index as {"id", "text", "score"})."""
         from .subjects import retrieve
 
         if not message.strip():
@@ -69,25 +86,42 @@ class Tutor:
         subject = check_subject(subject) if subject else self.pick_subject(message)
         idx = self.index(subject)
         hits = retrieve(idx, message, k=3) if idx is not None else []
-        sources = [{"id": h.id, "text": h.text, "score": round(float(h.score), 4)} for h in hits]
+        return subject, [{"id": h.id, "text": h.text, "score": round(float(h.score), 4)} for h in hits]
+
+    def math_turn(self, task, i: int, status: str, said: list[tuple[str, str]]) -> tuple[str, str]:
+        """(the tutor's turn for a learner on step ``i`` of ``task`` whose last message checked as ``status``,
+        behind the answer guard; the adapter that made it, or "rules"): the math adapter's greedy turn from the
+        grounded prompt it was trained on (socratic.tutor_messages), else the rule-based teacher's."""
+        import random
+
+        from .socratic import guard, model_tutor, teacher_turn
+
+        if "math" in self.adapters:
+            text, adapter = model_tutor(self.system, self.adapters["math"])([(task, i, status, said)])[0], \
+                self.adapters["math"]
+        else:
+            text, adapter = teacher_turn(task, i, status, random.Random(len(said))), "rules"
+        text, _ = guard(task, text, solved=status == "solved", i=i)
+        return text, adapter
+
+    def ask(self, message: str, subject: str | None = None) -> dict:
+        from .problems import parse_problem, says_answer
+        from .socratic import task_of
+
+        subject, sources = self.retrieved(message, subject)
         problem = parse_problem(message) if subject == "math" else None
         if problem is not None:  # a passage that holds this very answer (the same exercise) is not shown
-            from .problems import says_answer
-
             sources = [x for x in sources if not says_answer(problem, x["text"])]
-            task = task_of(problem)
-            said = [("Learner", message)]
-            if subject in self.system.adapter_dirs:
-                text, adapter = model_tutor(self.system, subject)([(task, 0, "none", said)])[0], subject
-            else:
-                import random
-
-                text, adapter = teacher_turn(task, 0, "none", random.Random(0)), "rules"
-            text, _ = guard(task, text, solved=False, i=0)
-        elif sources:
-            first = sources[0]["text"].split(". ")[0].strip()
-            text, adapter = (f"Let's look at what the {subject} sources say: \"{first[:200]}\". What do you think "
-                             f"that tells you?"), "rules"
+            text, adapter = self.math_turn(task_of(problem), 0, "none", [("Learner", message)])
         else:
-            text, adapter = "What do you already know about this? Tell me your first thought.", "rules"
+            text, adapter = self.rules_turn(subject, sources)
         return {"text": text, "subject": subject, "adapter": adapter, "sources": sources, "tool_calls": []}
+
+    @staticmethod
+    def rules_turn(subject: str, sources: list[dict]) -> tuple[str, str]:
+        """A turn without a subject adapter: the best passage pointed at, and a question."""
+        if sources:
+            first = sources[0]["text"].split(". ")[0].strip()
+            return (f"Let's look at what the {subject} sources say: \"{first[:200]}\". What do you think that tells "
+                    f"you?"), "rules"
+        return "What do you already know about this? Tell me your first thought.", "rules"
