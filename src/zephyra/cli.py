@@ -21,6 +21,7 @@ from .apps.shakespeare.cli import converse_app
 from .apps.shakespeare.viewer import serve_characters
 from .apps.tutor.backend import serve_tutor
 from .apps.tutor.cli import app as tutor_app
+from .apps.tutor.cli_mcp import mcp as mcp_verb
 from .data.cli import app as data_app
 from .data.index_cli import app as index_app
 from .evaluation.cli import app as eval_app
@@ -162,6 +163,7 @@ VERBS = {  # zephyra VERB: the function that runs it (quickstart, tokenizer and 
     "serve": serve_verb,
     "export": export_verb,
     "monitor": monitor_verb,
+    "mcp": mcp_verb,
 }
 GROUPS = {  # zephyra GROUP VERB: the sub-app that holds the verbs
     "data": data_app,
