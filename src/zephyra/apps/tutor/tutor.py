@@ -119,9 +119,13 @@ class Tutor:
 
     @staticmethod
     def rules_turn(subject: str, sources: list[dict]) -> tuple[str, str]:
-        """A turn without a subject adapter: the best passage pointed at, and a question."""
+        """A turn without a subject adapter: the learner pointed at the best passage by its title, and asked to
+        put what it says in their own words. The passage's words are not quoted: the answer is in them (the
+        classroom measured 88-100% leaks when the turn quoted its first sentence)."""
         if sources:
-            first = sources[0]["text"].split(". ")[0].strip()
-            return (f"Let's look at what the {subject} sources say: \"{first[:200]}\". What do you think that tells "
-                    f"you?"), "rules"
+            text = sources[0]["text"]  # a science entry's title is its headword; a reading passage's, its speaker
+            head = text.split(":")[0].strip() if subject == "science" and ":" in text[:80] else ""
+            on = f", on {head[:60]}" if head else ""
+            return (f"Have a look at source [1]{on}. What does it tell you about your question? Put it in your "
+                    f"own words, and I'll tell you if you are on the right track."), "rules"
         return "What do you already know about this? Tell me your first thought.", "rules"
