@@ -64,10 +64,12 @@ def test_the_timeout_bounds_the_classroom(url):
     from zephyra.apps.tutor.classroom import run_classroom
 
     t0 = time.perf_counter()
-    r = run_classroom(url, learners=6, turns=20, timeout=0.5, api_key=KEY, questions=QUESTIONS)
+    # science and reading learners go on for every turn (they keep demanding the answer): 200 turns cannot end in
+    # 0.3 s, however fast the machine
+    r = run_classroom(url, learners=6, turns=200, timeout=0.3, api_key=KEY, questions=QUESTIONS)
     assert time.perf_counter() - t0 < 10  # the deadline, plus at most the turns in flight
     assert r["rows"]["all"]["timed_out"] >= 1
-    assert all(x["tutor_turns"] <= 20 for x in r["records"])
+    assert all(x["tutor_turns"] < 200 for x in r["records"] if x["subject"] != "math")
 
 
 def test_leaks_of_a_record():

@@ -23,10 +23,9 @@ MAX_WORDS = 60  # a chunk is a few sentences: three of them and a question fit t
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def _windows(title: str, body: str, max_words: int) -> list[str]:
-    """``body`` cut at sentence ends into pieces of at most ``max_words`` words; every piece after the first is
-    prefixed with ``title`` (the headword), so a piece read alone still says what it is about."""
-    sentences = re.split(r"(?<=[.;!?])\s+|\n{2,}", body.strip())
+def pack_sentences(sentences, max_words: int) -> list[str]:
+    """Consecutive ``sentences`` packed into pieces of at most ``max_words`` words (an over-long sentence is cut
+    hard)."""
     pieces, cur = [], []
     for s in sentences:
         words = s.split()
@@ -42,6 +41,13 @@ def _windows(title: str, body: str, max_words: int) -> list[str]:
         cur += words
     if cur:
         pieces.append(" ".join(cur))
+    return pieces
+
+
+def _windows(title: str, body: str, max_words: int) -> list[str]:
+    """``body`` cut at sentence ends into pieces of at most ``max_words`` words; every piece after the first is
+    prefixed with ``title`` (the headword), so a piece read alone still says what it is about."""
+    pieces = pack_sentences(re.split(r"(?<=[.;!?])\s+|\n{2,}", body.strip()), max_words)
     return [p if i == 0 or not title else f"{title}: {p}" for i, p in enumerate(pieces)]
 
 

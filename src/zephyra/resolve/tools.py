@@ -19,7 +19,10 @@ result as a user turn ``<tool_response>...</tool_response>`` (the template knows
 Constrained decoding (``decode_call``): call or not by the likelihood of the ``<tool_call>`` marker (``auto``), then
 the tool's name among the schema's names by likelihood, then each argument in the schema's order: enums and
 booleans by likelihood, numbers from numeric tokens only, strings from tokens without quotes until the model
-prefers the closing quote. The JSON is assembled here, never parsed from free text, and checked at the end.
+prefers the closing quote. Every score is taken on the call's text so far encoded as one string, as training
+tokenizes it (``: "`` is one token there, not ``: `` then ``"``; `` 2`` after ``:`` likewise), and options are
+compared from the tokens they share. The JSON is assembled here, never parsed from free text, and checked at the
+end.
 Supported parameter schemas: string (minLength, maxLength), number and integer (minimum, maximum), boolean, enum;
 anything else is refused up front with a one-line error.
 """
@@ -316,7 +319,7 @@ def vocabulary(tokenizer) -> Vocabulary:
         printable = re.compile(r"[ -~]+")  # printable ASCII: no quote or backslash handled below
         string_ok = [i for i, t in enumerate(texts) if i not in special and printable.fullmatch(t)
                      and '"' not in t and "\\" not in t and "<" not in t]
-        number_ok = [i for i, t in enumerate(texts) if i not in special and re.fullmatch(r"[0-9.\-]+", t)]
+        number_ok = [i for i, t in enumerate(texts) if i not in special and re.fullmatch(r" ?[0-9.\-]*", t) and t]
         quote = [i for i, t in enumerate(texts) if i not in special and t.startswith('"')]
         ends = [i for i, t in enumerate(texts) if i not in special and t[:1] in (",", "}")]
         _VOCABS[key] = Vocabulary(texts, string_ok, number_ok, quote, ends, special)
@@ -335,24 +338,43 @@ def sequence_logprob(score: Scorer, ids: list[int], continuation: list[int]) -> 
     return total
 
 
-def _best(score: Scorer, tokenizer, ids: list[int], options: Sequence[str]) -> int:
-    """The index of the likeliest continuation among ``options``."""
-    scores = [sequence_logprob(score, ids, _encode(tokenizer, o)) for o in options]
+def _ids(tokenizer, prompt: Sequence[int], text: str) -> list[int]:
+    """The prompt's ids, then the call text so far encoded as one string: the tokens training saw (the prompt
+    ends with the assistant header's newline, where the training text's tokens break too)."""
+    return [*prompt, *_encode(tokenizer, text)]
+
+
+def _best(score: Scorer, tokenizer, prompt: Sequence[int], text: str, options: Sequence[str],
+          per_token: bool = False) -> int:
+    """The index of the likeliest continuation of ``text`` among ``options``, each scored on ``text + option``
+    encoded as one string (so ``: "cm"`` is scored as training tokenizes it, e.g. ``:`` `` "`` ``cm`` ``"``),
+    from the tokens all of them share. ``per_token``: by the mean log-probability of each option's tokens (copied
+    spans of different lengths: the total would always prefer the shortest)."""
+    if len(options) == 1:
+        return 0
+    encs = [_encode(tokenizer, text + o) for o in options]
+    k = 0
+    while all(len(e) > k for e in encs) and all(e[k] == encs[0][k] for e in encs):
+        k += 1
+    ctx = [*prompt, *encs[0][:k]]
+    scores = [sequence_logprob(score, ctx, e[k:]) / (max(len(e) - k, 1) if per_token else 1) for e in encs]
     return max(range(len(options)), key=lambda i: scores[i])
 
 
-def _string(score: Scorer, vocab: Vocabulary, ids: list[int], spec: Mapping) -> tuple[str, list[int]]:
-    """A string value's text (the opening quote already in ``ids``): tokens without quotes until the model
-    prefers the closing quote; min/maxLength kept."""
+def _string(score: Scorer, vocab: Vocabulary, tokenizer, prompt: Sequence[int], head: str,
+            spec: Mapping) -> str:
+    """A string value's text, ``head`` ending with its opening quote: at each step the text so far (head and
+    value) is encoded as one string and scored; tokens without quotes until the model prefers a token that
+    starts with the closing quote (``"``, or ``",`` / ``"}`` where the vocabulary has them); min/maxLength kept."""
     import torch
 
     lo, hi = int(spec.get("minLength", 0)), int(spec.get("maxLength", 10**6))
-    text, ids = "", list(ids)
+    text = ""
     allowed = torch.tensor(vocab.string_ok, dtype=torch.long)
     lengths = torch.tensor([len(vocab.texts[i]) for i in vocab.string_ok])
     quotes = torch.tensor(vocab.quote_start, dtype=torch.long)
     for _ in range(MAX_STRING_TOKENS):
-        lp = score(ids).float()
+        lp = score(_ids(tokenizer, prompt, head + text)).float()
         end = float(torch.logsumexp(lp[quotes], 0)) if len(quotes) else -math.inf
         fits = lengths + len(text) <= hi
         if not bool(fits.any()):
@@ -361,32 +383,36 @@ def _string(score: Scorer, vocab: Vocabulary, ids: list[int], spec: Mapping) -> 
         best = int(cand.argmax())
         if len(text) >= lo and end >= float(cand[best]):
             break
-        token = vocab.string_ok[best]
-        text += vocab.texts[token]
-        ids.append(token)
+        text += vocab.texts[vocab.string_ok[best]]
     while len(text) < lo:  # the model would not write enough: pad (only with minLength)
         text += "_"
-    return text[:hi], ids
+    return text[:hi]
 
 
-def _number(score: Scorer, vocab: Vocabulary, tokenizer, ids: list[int], spec: Mapping, integer: bool):
-    """A number from numeric tokens only, ending when the model prefers ``,`` or ``}`` and the text so far is a
-    whole number; clamped to minimum/maximum."""
+def _number_step_ok(text: str, token: str, integer: bool) -> bool:
+    """May ``token`` extend ``text``, a number as JSON writes it after ``:`` (one space, then the digits)?"""
+    full = text + token
+    return full.startswith(" ") and " " not in full[1:] and _prefix_ok(full[1:], integer) \
+        and len(full) <= MAX_NUMBER_CHARS + 1
+
+
+def _number(score: Scorer, vocab: Vocabulary, tokenizer, prompt: Sequence[int], head: str, spec: Mapping,
+            integer: bool):
+    """A number after ``head`` (which ends with the key's ``:``): the space and the digits from the tokens
+    training writes there (`` 2``, or `` `` then ``7``), the text so far encoded as one string at each step;
+    ending when the model prefers ``,`` or ``}`` and the text is a whole number; clamped to minimum/maximum."""
     pattern = _INTEGER_RE if integer else _NUMBER_RE
-    ends = vocab.number_end
-    text, ids = "", list(ids)
+    text = ""
     for _ in range(MAX_NUMBER_CHARS):
-        lp = score(ids)
-        ok = [i for i in vocab.number_ok if _prefix_ok(text + vocab.texts[i], integer)
-              and len(text) + len(vocab.texts[i]) <= MAX_NUMBER_CHARS]
-        end = max((float(lp[i]) for i in ends), default=-math.inf)
-        if pattern.fullmatch(text) and (not ok or end >= max(float(lp[i]) for i in ok)):
+        lp = score(_ids(tokenizer, prompt, head + text))
+        ok = [i for i in vocab.number_ok if _number_step_ok(text, vocab.texts[i], integer)]
+        end = max((float(lp[i]) for i in vocab.number_end), default=-math.inf)
+        if pattern.fullmatch(text[1:]) and (not ok or end >= max(float(lp[i]) for i in ok)):
             break
         if not ok:
             break
-        best = max(ok, key=lambda i: float(lp[i]))
-        text += vocab.texts[best]
-        ids.append(best)
+        text += vocab.texts[max(ok, key=lambda i: float(lp[i]))]
+    text = text[1:]
     if not pattern.fullmatch(text):
         text = text.rstrip(".-") or "0"
         if not pattern.fullmatch(text):
@@ -471,49 +497,88 @@ class Decision:
     text: str = ""  # the call as the model's text (for the conversation)
 
 
+_EXPRESSION = re.compile(r"[-+*/×÷^%().\d][-+*/×÷^%().\d ]*[\d)]")
+_WORDS = re.compile(r"[^\s\"]+")
+
+
+def copy_candidates(prompt_text: str, max_words: int = 5, limit: int = 160) -> tuple[list[str], list[str]]:
+    """(string values, number values) a call may copy from the user's last message (the text after the last
+    ``<|user|>`` of the rendered prompt, else its last 400 characters): its arithmetic expressions and its spans
+    of 1..``max_words`` words (outer punctuation stripped); its numbers."""
+    tail = prompt_text.rsplit("<|user|>", 1)[1] if "<|user|>" in prompt_text else prompt_text[-400:]
+    tail = re.sub(r"<\|[a-z]+\|>", " ", tail)
+    strings: list[str] = []
+    for m in _EXPRESSION.finditer(tail):
+        expr = " ".join(m.group(0).split())
+        if any(ch.isdigit() for ch in expr):
+            strings.append(expr)
+    words = _WORDS.findall(tail)
+    for i in range(len(words)):
+        for j in range(i + 1, min(len(words), i + max_words) + 1):
+            span = " ".join(words[i:j]).strip(".,;:!?'()")
+            if span:
+                strings.append(span)
+    numbers = [m.group(0) for m in re.finditer(r"-?\d+(?:\.\d+)?", tail)]
+    return list(dict.fromkeys(strings))[-limit:], list(dict.fromkeys(numbers))
+
+
 def decode_call(score: Scorer, tokenizer, prompt_ids: Sequence[int], tools: Sequence[Tool],
-                choice: str = "auto", threshold: float = DEFAULT_THRESHOLD) -> Decision:
+                choice: str = "auto", threshold: float = DEFAULT_THRESHOLD, copy: bool = True) -> Decision:
     """Call a tool or not, and the call itself, under the schema (the module doc). ``choice``: "auto" (call when
-    the ``<tool_call>`` marker's probability >= ``threshold``), "none", "required", or a tool's name."""
+    the ``<tool_call>`` marker's probability >= ``threshold``), "none", "required", or a tool's name. ``copy``:
+    a string or number value is the model's likeliest among the spans and numbers of the prompt's end
+    (``copy_candidates``), when it has any that fit the schema; else written freely under the schema."""
     if choice == "none" or not tools:
         return Decision(None, None)
     vocab = vocabulary(tokenizer)
-    ids = list(prompt_ids)
-    opener = _encode(tokenizer, CALL_OPEN + '{"name": "')
+    prompt = list(prompt_ids)
     p_call = None
     if choice == "auto":
-        p_call = math.exp(marker_logprob(score, tokenizer, ids))
+        p_call = math.exp(marker_logprob(score, tokenizer, prompt))
         if p_call < threshold:
             return Decision(None, p_call)
-    ids += opener
+    # the call's text so far, re-encoded as one string whenever it is scored: the tokens training saw
+    text = CALL_OPEN + '{"name":'
     if choice in ("auto", "required"):
         names = [t.name for t in tools]
-        tool = tools[_best(score, tokenizer, ids, [f'{n}"' for n in names])]
+        tool = tools[_best(score, tokenizer, prompt, text, [f" {json.dumps(n)}," for n in names])]
     else:
         tool = tool_named(tools, choice)
-    ids += _encode(tokenizer, f'{tool.name}", "arguments": {{')
+    text += f' {json.dumps(tool.name)}, "arguments": {{'
+    rendered = tokenizer.decode(prompt)
+    tail = rendered.rsplit("<|user|>", 1)[1] if "<|user|>" in rendered else rendered[-400:]
+    strings, numbers = copy_candidates(rendered) if copy else ([], [])
     args: dict = {}
+    used: set = set()  # values copied into the call so far
     required = set(tool.required)
     for key, spec in tool.properties.items():
         lead = ", " if args else ""
         if key not in required:  # optional: include it when the model prefers its key to closing the object
-            if _best(score, tokenizer, ids, [f'{lead}"{key}"', "}"]) == 1:
+            if _best(score, tokenizer, prompt, text, [f'{lead}{json.dumps(key)}:', "}}"]) == 1:
                 continue
-        ids += _encode(tokenizer, f'{lead}"{key}": ')
+        text += f"{lead}{json.dumps(key)}:"
         if "enum" in spec:
-            values = spec["enum"]
-            value = values[_best(score, tokenizer, ids, [json.dumps(v) for v in values])]
-            ids += _encode(tokenizer, json.dumps(value))
+            said = set(re.findall(r"\w+", tail.casefold())) if copy else set()
+            named = [v for v in spec["enum"] if str(v).casefold() in said]  # those the user named
+            values = [v for v in named if v not in used] or named or spec["enum"]
+            value = values[_best(score, tokenizer, prompt, text, [f" {json.dumps(v)}" for v in values])]
         elif spec.get("type") == "boolean":
-            value = [True, False][_best(score, tokenizer, ids, ["true", "false"])]
-            ids += _encode(tokenizer, json.dumps(value))
+            value = [True, False][_best(score, tokenizer, prompt, text, [" true", " false"])]
         elif spec.get("type") == "string":
-            ids += _encode(tokenizer, '"')
-            value, ids = _string(score, vocab, ids, spec)
-            ids += _encode(tokenizer, '"')
+            lo, hi = int(spec.get("minLength", 0)), int(spec.get("maxLength", 10**6))
+            fit = [c for c in strings if lo <= len(c) <= hi]
+            fit = [c for c in fit if c not in used] or fit  # a span of the user's words fills one argument
+            value = fit[_best(score, tokenizer, prompt, text, [f" {json.dumps(c)}" for c in fit], per_token=True)] \
+                if fit else _string(score, vocab, tokenizer, prompt, text + ' "', spec)
         else:
-            value = _number(score, vocab, tokenizer, ids, spec, spec.get("type") == "integer")
-            ids += _encode(tokenizer, json.dumps(value))
+            integer = spec.get("type") == "integer"
+            fit = [v for v in (float(n) if "." in n else int(n) for n in numbers
+                               if not integer or re.fullmatch(r"-?\d+", n))
+                   if spec.get("minimum", -math.inf) <= v <= spec.get("maximum", math.inf)]
+            value = fit[_best(score, tokenizer, prompt, text, [f" {json.dumps(v)}" for v in fit])] if fit \
+                else _number(score, vocab, tokenizer, prompt, text, spec, integer)
+        text += f" {json.dumps(value)}"
         args[key] = value
+        used.add(value)
     check_arguments(tools, tool.name, args)  # by construction; a failure here is a bug, not the model's
     return Decision(make_call(tool.name, args), p_call, call_text(tool.name, args))

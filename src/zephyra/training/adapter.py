@@ -82,6 +82,8 @@ class AdapterRecipe:
     grounded_fraction: float = 0.0  # share of training sequences from grounded Q/A documents (needs index_root)
     retrieval: dict = dataclasses.field(default_factory=dict)  # GroundingConfig: k, mode, passage_tokens, min_score
     seq_len: int = 256
+    whole_documents: bool = False  # pack raw/train whole (WholePacker: no row starts inside a document, padding
+    # masked; documents longer than seq_len dropped), for short conversations whose end needs their start
     cache_dir: str = "runs/cache/tokens"  # shared with base training: keyed by data, tokenizer and formatter
     # --- optimisation: AdamW, warmup then cosine (or wsd, constant) ---
     batch_size: int = 16  # sequences per optimizer step
@@ -223,6 +225,11 @@ def prepare_domain_data(recipe: AdapterRecipe, tokenizer) -> DomainData:
         hashes[s.name] = sha256_dir(split_dir)
     packers = [EpochPacker(load_documents(s, tokenizer, recipe.cache_dir), recipe.seq_len, recipe.seed * 1000 + i,
                            s.name) for i, s in enumerate(train)]
+    if recipe.whole_documents:
+        from .grounded import WholePacker
+
+        packers[0] = WholePacker(load_documents(train[0], tokenizer, recipe.cache_dir), recipe.seq_len,
+                                 recipe.seed * 1000, train[0].name, tokenizer.pad_token_id)
     rows = {k: EpochPacker(load_documents(s, tokenizer, recipe.cache_dir), recipe.seq_len, 0, s.name).fixed_rows()
             for k, s in val.items()}
     micro = recipe.micro_batch_size
@@ -431,7 +438,8 @@ def _train_adapter(recipe: AdapterRecipe, out: Path, echo) -> dict:
     trainable = sum(p.numel() for p in _trainable(model))
     echo(f"{recipe.domain}/{recipe.method}: {trainable:,} trainable parameters; base val perplexity "
          f"{base_ppl['base_val_perplexity']:.2f}")
-    metrics = _train_loop(model, data, recipe, echo, tokenizer.pad_token_id if data.grounded else None)
+    metrics = _train_loop(model, data, recipe, echo,
+                          tokenizer.pad_token_id if data.grounded or recipe.whole_documents else None)
     # --- evaluate and save ---------------------------------------------------------------------------------------
     metrics.update(_perplexities(model, data, recipe))
     metrics.update(base_ppl)

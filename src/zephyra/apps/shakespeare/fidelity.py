@@ -68,6 +68,13 @@ def style(texts: Sequence[str]) -> dict[str, float]:
             "archaic_rate": sum(w in ARCHAIC for w in flat) / n, "modern_rate": sum(w in MODERN for w in flat) / n}
 
 
+def training_lines(slugs: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(texts, speakers): the characters' real replies in the training scenes, what both judges are fitted on."""
+    cache: dict = {}
+    pairs = [(p.reply, s) for s in slugs for p in character_splits(s, cache)["train"]]
+    return [t for t, _ in pairs], [s for _, s in pairs]
+
+
 class AttributionScorer:
     """Who said it: fitted on real speeches of the training scenes (the same split as the adapters')."""
 
@@ -77,12 +84,7 @@ class AttributionScorer:
         from sklearn.pipeline import make_pipeline
 
         self.slugs = check_characters(slugs)
-        cache: dict = {}
-        texts, labels = [], []
-        for s in self.slugs:
-            for p in character_splits(s, cache)["train"]:
-                texts.append(p.reply)
-                labels.append(s)
+        texts, labels = training_lines(self.slugs)
         self.model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
                                    LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced"))
         self.model.fit(texts, labels)
@@ -131,12 +133,7 @@ class EmbeddingJudge:
 
         self.slugs = check_characters(slugs)
         self.encoder = shared_encoder(MiniLMEncoder)
-        cache: dict = {}
-        texts, labels = [], []
-        for s in self.slugs:
-            for p in character_splits(s, cache)["train"]:
-                texts.append(p.reply)
-                labels.append(s)
+        texts, labels = training_lines(self.slugs)
         self.model = LogisticRegression(C=4.0, max_iter=3000, class_weight="balanced")
         self.model.fit(self._embed(texts), labels)
 

@@ -62,20 +62,9 @@ def sentences(text: str) -> list[str]:
 
 def pieces(text: str, max_words: int = MAX_WORDS) -> list[str]:
     """``text`` cut at sentence ends into pieces of at most ``max_words`` words (a longer sentence is cut hard)."""
-    out, cur = [], []
-    for s in sentences(text):
-        words = s.split()
-        while len(words) > max_words:
-            if cur:
-                out.append(" ".join(cur))
-                cur = []
-            out.append(" ".join(words[:max_words]))
-            words = words[max_words:]
-        if cur and len(cur) + len(words) > max_words:
-            out.append(" ".join(cur))
-            cur = []
-        cur += words
-    return out + ([" ".join(cur)] if cur else [])
+    from ...data.knowledge import pack_sentences
+
+    return pack_sentences(sentences(text), max_words)
 
 
 def definitions(text: str) -> Iterator[tuple[str, str]]:

@@ -564,6 +564,7 @@ def train_tools_adapter(base: str = "runs/phase2/final", out: str = "runs/tutor/
     general_rel = os.path.relpath(general, data_root)
     recipe = load_adapter_recipe(None, [f"max_steps={max_steps}", "qa_fraction=0.0", "general_fraction=0.1",
                                         f"general_data={general_rel}", "warmup_steps=10", "eval_batches=4",
+                                        "whole_documents=true",
                                         f"out={out}", f"data_root={data_root}", *overrides],
                                  base=base, domain=TOOLS_DOMAIN, method="lora")
     kwargs = {"echo": echo} if echo is not None else {}
