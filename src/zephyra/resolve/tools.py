@@ -549,7 +549,6 @@ def decode_call(score: Scorer, tokenizer, prompt_ids: Sequence[int], tools: Sequ
     tail = rendered.rsplit("<|user|>", 1)[1] if "<|user|>" in rendered else rendered[-400:]
     strings, numbers = copy_candidates(rendered) if copy else ([], [])
     args: dict = {}
-    used: set = set()  # values copied into the call so far
     required = set(tool.required)
     for key, spec in tool.properties.items():
         lead = ", " if args else ""
@@ -559,15 +558,13 @@ def decode_call(score: Scorer, tokenizer, prompt_ids: Sequence[int], tools: Sequ
         text += f"{lead}{json.dumps(key)}:"
         if "enum" in spec:
             said = set(re.findall(r"\w+", tail.casefold())) if copy else set()
-            named = [v for v in spec["enum"] if str(v).casefold() in said]  # those the user named
-            values = [v for v in named if v not in used] or named or spec["enum"]
+            values = [v for v in spec["enum"] if str(v).casefold() in said] or spec["enum"]  # those the user named
             value = values[_best(score, tokenizer, prompt, text, [f" {json.dumps(v)}" for v in values])]
         elif spec.get("type") == "boolean":
             value = [True, False][_best(score, tokenizer, prompt, text, [" true", " false"])]
         elif spec.get("type") == "string":
             lo, hi = int(spec.get("minLength", 0)), int(spec.get("maxLength", 10**6))
             fit = [c for c in strings if lo <= len(c) <= hi]
-            fit = [c for c in fit if c not in used] or fit  # a span of the user's words fills one argument
             value = fit[_best(score, tokenizer, prompt, text, [f" {json.dumps(c)}" for c in fit], per_token=True)] \
                 if fit else _string(score, vocab, tokenizer, prompt, text + ' "', spec)
         else:
@@ -579,6 +576,5 @@ def decode_call(score: Scorer, tokenizer, prompt_ids: Sequence[int], tools: Sequ
                 else _number(score, vocab, tokenizer, prompt, text, spec, integer)
         text += f" {json.dumps(value)}"
         args[key] = value
-        used.add(value)
     check_arguments(tools, tool.name, args)  # by construction; a failure here is a bug, not the model's
     return Decision(make_call(tool.name, args), p_call, call_text(tool.name, args))
