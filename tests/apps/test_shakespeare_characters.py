@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 sys.path[:0] = [str(Path(__file__).parents[1] / d) for d in ("router", "resolve")]
 from resolve_helpers import save_adapters  # noqa: E402
-from router_helpers import make_model, make_tokenizer  # noqa: E402
+from router_helpers import save_tiny_base  # noqa: E402
 
 from zephyra.apps.shakespeare.characters import (  # noqa: E402
     CHARACTERS, character_splits, check_characters, dialogue_pairs, perplexity_matrix, write_character_data,
@@ -61,10 +61,7 @@ def test_character_data_is_the_adapter_trainers_layout(tmp_path):
 def tiny(tmp_path_factory):
     """A tiny base and random LoRA adapters named as characters."""
     root = tmp_path_factory.mktemp("characters")
-    tok = make_tokenizer()
-    model = make_model(tok)
-    model.save_pretrained(root / "base")
-    tok.save_pretrained(root / "base")
+    model = save_tiny_base(root / "base")
     save_adapters(model, root / "adapters", names=("hamlet", "ophelia", "polonius"))
     return root
 

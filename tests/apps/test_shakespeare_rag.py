@@ -9,7 +9,7 @@ import pytest
 
 sys.path[:0] = [str(Path(__file__).parents[1] / d) for d in ("router", "resolve")]
 from resolve_helpers import save_adapters  # noqa: E402
-from router_helpers import make_model, make_tokenizer  # noqa: E402
+from router_helpers import make_tokenizer, save_tiny_base  # noqa: E402
 
 from zephyra.apps.shakespeare.characters import character_splits  # noqa: E402
 from zephyra.errors import ArtifactError  # noqa: E402
@@ -22,10 +22,7 @@ def tiny(tmp_path_factory):
     from zephyra.apps.shakespeare.rag import build_memory
 
     root = tmp_path_factory.mktemp("rag")
-    tok = make_tokenizer()
-    model = make_model(tok)
-    model.save_pretrained(root / "base")
-    tok.save_pretrained(root / "base")
+    model, tok = save_tiny_base(root / "base"), make_tokenizer()  # the same tokenizer as the base's
     save_adapters(model, root / "adapters", names=("ophelia", "polonius"))
     build_memory(["ophelia", "polonius"], root / "memory", echo=lambda s: None)
     return root, tok

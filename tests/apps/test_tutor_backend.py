@@ -13,7 +13,7 @@ import pytest
 
 sys.path[:0] = [str(Path(__file__).parents[1] / d) for d in ("router", "serve", "resolve")]
 from resolve_helpers import save_adapters  # noqa: E402
-from router_helpers import make_model, make_tokenizer  # noqa: E402
+from router_helpers import save_tiny_base  # noqa: E402
 from serve_helpers import KEY, running  # noqa: E402
 
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -32,10 +32,7 @@ def _serve(base: Path, root: Path):
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tutor")
-    tok = make_tokenizer()
-    model = make_model(tok)
-    model.save_pretrained(tmp / "base")
-    tok.save_pretrained(tmp / "base")
+    model = save_tiny_base(tmp / "base")
     (tmp / "tutor").mkdir()
     save_adapters(model, tmp / "with-adapter" / "adapters", names=["math"])
     return tmp

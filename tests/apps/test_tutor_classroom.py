@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path[:0] = [str(Path(__file__).parents[1] / d) for d in ("router", "serve")]
-from router_helpers import make_model, make_tokenizer  # noqa: E402
+from router_helpers import save_tiny_base  # noqa: E402
 from serve_helpers import KEY, running  # noqa: E402
 
 QUESTIONS = {
@@ -29,10 +29,7 @@ def url(tmp_path_factory):
     from zephyra.serve.app import create_app
 
     tmp = tmp_path_factory.mktemp("classroom")
-    tok = make_tokenizer()
-    model = make_model(tok)
-    model.save_pretrained(tmp / "base")
-    tok.save_pretrained(tmp / "base")
+    save_tiny_base(tmp / "base")
     (tmp / "tutor").mkdir()
     system = load_system(tmp / "base", None, None)
     app = create_app(system, api_keys=[KEY], max_tokens=16, extensions=[serve_tutor(system, tmp / "tutor")])

@@ -100,3 +100,13 @@ def make_model(tokenizer, seed: int = 0, separable: bool = True, strength: float
             for t in range(len(tokenizer)):
                 emb[t, axis[owned[t]] if t in owned else -1] += strength
     return model
+
+
+def save_tiny_base(path):
+    """A tiny base (``make_model`` on ``make_tokenizer``) saved with its tokenizer under ``path``, as a model
+    directory the loaders read; returns the model, for adapters to be made on it."""
+    tok = make_tokenizer()
+    model = make_model(tok)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return model
