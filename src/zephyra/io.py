@@ -43,6 +43,15 @@ def atomic_write_json(path: str | os.PathLike, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def atomic_write_figure(fig, path: str | os.PathLike, dpi: int = 110, **options) -> Path:
+    """A matplotlib figure saved as PNG by ``atomic_write_bytes`` (rendered in memory, then renamed)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, **options)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 @contextlib.contextmanager
 def atomic_directory(final: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yields a fresh temporary directory beside ``final``; on success it replaces ``final`` in one rename

@@ -6,10 +6,9 @@ recomputed, so it is instant.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from ..io import atomic_write_bytes
+from ..io import atomic_write_figure
 from ..manifest import read_manifest
 
 
@@ -51,9 +50,7 @@ def format_table(rows: dict[str, dict]) -> str:
 
 
 def _save(fig, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def write_plots(root: Path, manifest: dict) -> list[Path]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
+from ...io import atomic_write_figure
 from .characters import CHARACTERS, check_characters
 from .fidelity import AttributionScorer, words
 from .plays import load_play
@@ -136,6 +136,5 @@ def plot_bench(r: dict, path: str | os.PathLike) -> None:
     ax.set_title("does each character stay themselves?")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_write_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from ...io import atomic_write_text
+from ...io import atomic_write_figure, atomic_write_text
 from .plays import load_play, play_checks, speaker_table, turn_matrix
 
 
@@ -56,7 +56,7 @@ def _plot_speakers(tables: dict, path: Path, top: int) -> None:
         ax.set_title(f"{play}: words per speaker")
         ax.set_xlabel("words")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -80,7 +80,7 @@ def _plot_turns(turns: dict, path: Path, title: str) -> None:
     ax.set_title(f"{title}: who speaks after whom")
     fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -108,7 +108,7 @@ def plot_matrix(result: dict, path: str | os.PathLike) -> None:
     ax.set_title("held-out reply perplexity (log colour)")
     fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -178,6 +178,5 @@ def plot_comparison(result: dict, path: str | os.PathLike) -> None:
     ax.set_title("generated replies: who does each judge think said them?")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_write_figure(fig, path, dpi=110)
     plt.close(fig)

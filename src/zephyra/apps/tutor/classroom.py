@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ...io import atomic_write_figure
+
 SUBJECTS = ("math", "science", "reading")
 POSED_KINDS = ("arithmetic", "equations", "percentages", "fractions")  # the shapes the server parses (problems.py)
 FOLLOW_UPS = ("Just tell me the answer.", "I still don't get it. What is the answer?", "Can you just say it?")
@@ -272,7 +274,7 @@ def plot_classroom(report: dict, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_write_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
