@@ -166,6 +166,14 @@ class AdapterRecipe:
         return dataclasses.asdict(self)
 
 
+def replay_overrides(general) -> list[str]:
+    """The recipe override that replays the base's general corpus at ``general`` (a saved DatasetDict), or none
+    when it is not there (no replay): what an application's adapters pass."""
+    if general is not None and (Path(general) / "dataset_dict.json").is_file():
+        return [f"general_data={Path(general).resolve()}"]
+    return ["general_fraction=0.0"]
+
+
 def load_adapter_recipe(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
                         **fields) -> AdapterRecipe:
     """The recipe at ``path`` (None: ``recipes/adapters/default.yaml`` when it exists, else the defaults), with

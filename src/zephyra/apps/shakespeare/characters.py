@@ -200,14 +200,11 @@ def write_shared_data(plays: Sequence[str], root: str | os.PathLike, echo: Calla
 def character_recipe(base, domain: str, root: Path, out_root: Path, general, overrides: Sequence[str] = ()):
     """recipes/adapters/character.yaml for ``domain`` (data under ``root/data``, token cache ``root/cache``), the
     base's ``general`` corpus replayed when it is there, ``overrides`` as key=value last."""
-    from ...training.adapter import load_adapter_recipe
+    from ...training.adapter import load_adapter_recipe, replay_overrides
 
     common = [f"base={base}", f"domain={domain}", f"data_root={Path(root) / 'data'}", f"out_root={out_root}",
               f"cache_dir={Path(root) / 'cache'}"]
-    if general is not None and (Path(general) / "dataset_dict.json").is_file():
-        common.append(f"general_data={Path(general).resolve()}")
-    else:
-        common.append("general_fraction=0.0")
+    common += replay_overrides(general)
     return load_adapter_recipe("adapters/character", [*common, *overrides])
 
 

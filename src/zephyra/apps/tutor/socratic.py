@@ -331,16 +331,13 @@ def train_tutor(subject: str, *, base, out, general="runs/data/phase2", override
     """The subject's Socratic adapter (recipes/adapters/tutor.yaml) into ``out/adapters/<subject>``."""
     from pathlib import Path
 
-    from ...training.adapter import load_adapter_recipe, train_adapter
+    from ...training.adapter import load_adapter_recipe, replay_overrides, train_adapter
 
     root = Path(out)
     write_tutor_data(root / "data", subject, echo)
     common = [f"base={base}", f"domain=tutor-{subject}", f"data_root={root / 'data'}",
               f"out={root / 'adapters' / subject}", f"cache_dir={root / 'cache'}"]
-    if general is not None and (Path(general) / "dataset_dict.json").is_file():
-        common.append(f"general_data={Path(general).resolve()}")
-    else:
-        common.append("general_fraction=0.0")
+    common += replay_overrides(general)
     r = train_adapter(load_adapter_recipe("adapters/tutor", [*common, *overrides]), echo=echo, force=True)
     return {"out": r["out"], **{k: r["metrics"].get(k) for k in ("base_val_qa_perplexity", "val_qa_perplexity",
                                                                    "train_seconds")}}
