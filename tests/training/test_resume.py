@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import losses, read_metrics, recipe_dict, write_recipe
 from zephyra.training import CheckpointError, load_recipe, train, verify
+from zephyra.training.config import RecipeError
 from zephyra.training.checkpoint import list_checkpoints
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -148,3 +150,60 @@ def test_resume_from_a_copied_checkpoint_is_exact_for_every_arch_and_optimizer(t
     want = {k: v for k, v in losses(tmp_path / "a").items() if k > 3}  # b has no log of the steps before
     assert losses(tmp_path / "b") == want and sorted(want) == [4, 5, 6]
     assert resumed["metrics"]["val_loss"] == full["metrics"]["val_loss"]
+
+
+def _torchrun(recipe: Path, *overrides: str):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "zephyra.training", "base", str(recipe),
+           *overrides]
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def test_fsdp_over_two_processes_matches_one_and_resumes_exactly(tmp_path, reference):
+    """parallel=fsdp: each process holds half of every parameter and of its optimizer state; the losses are those of
+    one process with the same global batch, the checkpoints are whole (they load anywhere), and a copied
+    checkpoint resumes under fsdp on the same losses."""
+    d, _ = reference
+    d = {**d, "max_steps": 6, "save_every": 3, "eval_every": 3}
+    train(load_recipe(write_recipe(tmp_path / "one.yaml", {**d, "out_dir": str(tmp_path / "one")})))
+    done = _torchrun(write_recipe(tmp_path / "a.yaml", {**d, "out_dir": str(tmp_path / "a")}), "parallel=fsdp")
+    assert done.returncode == 0, done.stderr[-3000:]
+    single, sharded = losses(tmp_path / "one"), losses(tmp_path / "a")
+    assert sorted(sharded) == list(range(1, 7))
+    for step in single:
+        assert sharded[step] == pytest.approx(single[step], rel=1e-4, abs=1e-5), step
+    for step, v in _val(tmp_path / "one").items():
+        assert _val(tmp_path / "a")[step] == pytest.approx(v, rel=1e-4)
+    final = verify(tmp_path / "a" / "final")
+    assert final["metrics"]["world_size"] == 2
+    from transformers import AutoModelForCausalLM
+    whole = AutoModelForCausalLM.from_pretrained(tmp_path / "a" / "final")  # an ordinary, unsharded model
+    ref = AutoModelForCausalLM.from_pretrained(tmp_path / "one" / "final")
+    for (k, p), (_, q) in zip(whole.state_dict().items(), ref.state_dict().items()):
+        assert torch.allclose(p, q, rtol=1e-3, atol=1e-4), k
+
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "a" / "checkpoints" / "step-0000003", tmp_path / "b" / "checkpoints" / "step-0000003")
+    done = _torchrun(write_recipe(tmp_path / "b.yaml", {**d, "out_dir": str(tmp_path / "b")}), "parallel=fsdp")
+    assert done.returncode == 0, done.stderr[-3000:]
+    want = {k: v for k, v in sharded.items() if k > 3}
+    got = losses(tmp_path / "b")
+    assert sorted(got) == [4, 5, 6]
+    for step in want:
+        assert got[step] == pytest.approx(want[step], rel=1e-6, abs=1e-7), step
+    # an fsdp checkpoint is refused by a one-process (ddp) resume, with the reason in one line
+    (tmp_path / "c" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "a" / "checkpoints" / "step-0000003", tmp_path / "c" / "checkpoints" / "step-0000003")
+    with pytest.raises(CheckpointError, match="saved by a fsdp run"):
+        train(load_recipe(write_recipe(tmp_path / "c.yaml", {**d, "out_dir": str(tmp_path / "c")})))
+
+
+def test_fsdp_refuses_muon_and_compile(tmp_path, reference):
+    d, _ = reference
+    path = write_recipe(tmp_path / "r.yaml", {**d, "out_dir": str(tmp_path / "r")})
+    with pytest.raises(RecipeError, match="Muon"):
+        load_recipe(path, ["parallel=fsdp", "optim.name=muon"])
+    with pytest.raises(RecipeError, match="compile"):
+        load_recipe(path, ["parallel=fsdp", "compile=true"])
+    with pytest.raises(RecipeError, match="parallel"):
+        load_recipe(path, ["parallel=zero3"])

@@ -104,6 +104,11 @@ def load_checkpoint(directory: Path) -> tuple[dict, dict, list, dict]:
 
 def load_weights(model, directory: Path) -> None:
     """Copy the checkpoint's safetensors weights into ``model`` (strict: every tensor must match)."""
+    model.load_state_dict(checkpoint_tensors(model, directory), strict=True)
+
+
+def checkpoint_tensors(model, directory: Path) -> dict:
+    """The checkpoint's safetensors weights, one for every key of ``model``'s state dict (tied aliases filled)."""
     from safetensors.torch import load_file
 
     tensors = load_file(str(directory / "model.safetensors"))
@@ -119,7 +124,7 @@ def load_weights(model, directory: Path) -> None:
     extra = sorted(set(tensors) - set(own))
     if extra:
         raise CheckpointError(f"refusing checkpoint {directory}: weights {extra[:3]} do not belong to this model")
-    model.load_state_dict(tensors, strict=True)
+    return tensors
 
 
 def latest(root: Path) -> Path | None:

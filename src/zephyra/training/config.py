@@ -126,6 +126,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (about 1.5-2x on small models, after ~30 s of compiling)
     threads: int | None = None  # torch threads per process; None: the cores free at the start (runtime.py),
     # divided by the processes
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # over torchrun's processes: ddp, a whole model in each and one
+    # all-reduce of the gradients per step; fsdp, each process holds 1/N of the parameters, gradients and optimizer
+    # state (FSDP2 fully_shard per decoder layer), for models that do not fit one device
     log_every: int = 10
     eval_every: int = 100  # also at every checkpoint and at the end; 0: only at the end
     eval_batches: int = 8  # micro-batches of each validation set per evaluation; 0: all of it
@@ -149,6 +152,13 @@ class TrainConfig:
             raise RecipeError("data.train is required: the dataset to train on")
         if sum(r.fraction for r in self.data.replay) >= 1.0:
             raise RecipeError("data.replay fractions must add up to less than 1 (the rest is data.train)")
+        if self.parallel not in ("ddp", "fsdp"):
+            raise RecipeError(f"parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
+        if self.parallel == "fsdp" and self.optim.name == "muon":
+            raise RecipeError("parallel=fsdp shards every matrix over the processes, and Muon orthogonalises whole "
+                              "matrices: use optim.name=adamw with fsdp")
+        if self.parallel == "fsdp" and self.compile:
+            raise RecipeError("parallel=fsdp with compile=true is not supported here: set compile=false")
         if self.resume not in ("auto", "never") and not self.resume:
             raise RecipeError("resume must be 'auto', 'never' or a checkpoint directory")
 

@@ -11,6 +11,7 @@ where the checkpoint left it.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -25,8 +26,8 @@ import yaml
 from ..io import atomic_directory, atomic_write_json, atomic_write_text
 from ..runtime import choose_threads, resolve_precision
 from . import distributed
-from .checkpoint import CheckpointError, latest, list_checkpoints, load_checkpoint, load_weights, rotate, \
-    save_checkpoint, seal
+from .checkpoint import CheckpointError, checkpoint_tensors, latest, list_checkpoints, load_checkpoint, load_weights, \
+    rotate, save_checkpoint, seal
 from .config import RecipeError, TrainConfig
 from .data import MixtureSampler, eval_batches
 from .distributed import World
@@ -55,6 +56,13 @@ class Run:
     tokens: int = 0
     train_seconds: float = 0.0
     last_eval: dict = field(default_factory=dict)
+    sharded: bool = False  # parallel=fsdp over several processes: ``model`` holds this process's shards
+    whole: torch.nn.Module | None = None  # then, on rank 0, an unsharded copy the gathered weights are loaded into
+
+    @property
+    def saved_model(self) -> torch.nn.Module:
+        """What is saved, exported and given to the phase tasks (on rank 0): the model, or its gathered copy."""
+        return self.whole if self.sharded else self.model
 
     @property
     def ckpt_root(self) -> Path:
@@ -173,6 +181,13 @@ def _setup(cfg: TrainConfig, world: World) -> Run:
                           f"({context_length(model)}): lower it or raise max_position_embeddings")
     distributed.broadcast_model(world, model)
     model.train()
+    flops = matmul_params(model)
+    sharded, whole = cfg.parallel == "fsdp" and world.distributed, None
+    if sharded:
+        from . import sharding
+
+        whole = copy.deepcopy(model) if world.main else None
+        sharding.shard(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizers = build_optimizers(model, cfg.optim)
     schedulers = build_schedulers(optimizers, cfg.max_steps, cfg.schedule)
@@ -181,7 +196,7 @@ def _setup(cfg: TrainConfig, world: World) -> Run:
     val = {name: eval_batches(a, micro, cfg.eval_batches) for name, a in val_arrays.items()}
     return Run(cfg=cfg, world=world, tokenizer=tokenizer, model=model, forward=forward, params=params,
                optimizers=optimizers, schedulers=schedulers, sampler=MixtureSampler(arrays, weights, cfg.seed),
-               val=val, micro=micro, accum=accum, flops_per_token=matmul_params(model))
+               val=val, micro=micro, accum=accum, flops_per_token=flops, sharded=sharded, whole=whole)
 
 
 def _resume_dir(cfg: TrainConfig, root: Path) -> Path | None:
@@ -201,9 +216,22 @@ def _resume_dir(cfg: TrainConfig, root: Path) -> Path | None:
 def _restore(run: Run, directory: Path) -> None:
     """Model, optimizer, scheduler, RNG and data position from a verified checkpoint."""
     _, opt_state, rng_states, state = load_checkpoint(directory)  # raises CheckpointError before loading anything
-    load_weights(run.model, directory)
+    saved_parallel = opt_state.get("parallel", "ddp")
+    if saved_parallel != ("fsdp" if run.sharded else "ddp"):
+        raise CheckpointError(f"cannot resume from {directory}: it was saved by a {saved_parallel} run and this one "
+                              f"is {'fsdp' if run.sharded else 'ddp'} (parallel=fsdp over one process is ddp): "
+                              "resume with the same parallel and process count, or start a new out_dir")
     try:
-        load_optim_state(run.optimizers, run.schedulers, opt_state)
+        if run.sharded:
+            from . import sharding
+
+            sharding.load_full(run.model, run.optimizers, checkpoint_tensors(run.model, directory),
+                               opt_state["optimizers"])
+            for sch, s in zip(run.schedulers, opt_state["schedulers"]):
+                sch.load_state_dict(s)
+        else:
+            load_weights(run.model, directory)
+            load_optim_state(run.optimizers, run.schedulers, opt_state)
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"cannot resume from {directory}: {e}") from None
     run.sampler.load_state_dict(state["data"])
@@ -254,10 +282,15 @@ def _train_step(run: Run) -> tuple[float, float]:
             loss = run.forward(input_ids=x, labels=x).loss
         (loss / run.accum).backward()
         total += loss.detach().double()
-    distributed.average_gradients(world, run.params)
+    if not run.sharded:  # FSDP has reduce-scattered the averaged gradients already
+        distributed.average_gradients(world, run.params)
     total = distributed.all_reduce_sum(world, total) / (run.accum * world.size)
     max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
     grad_norm = torch.nn.utils.clip_grad_norm_(run.params, max_norm, foreach=True)
+    if run.sharded:
+        from .sharding import grad_norm_value
+
+        grad_norm = grad_norm_value(grad_norm)
     for o in run.optimizers:
         o.step()
     for s in run.schedulers:
@@ -277,6 +310,10 @@ def evaluate(run: Run) -> dict[str, float]:
     world = run.world
     out = {}
     for name, batches in run.val.items():
+        if run.sharded:  # every process takes part in every sharded forward: each evaluates all batches
+            total, tokens = summed_nll(run.model, batches, run.autocast)
+            out[name] = total / tokens
+            continue
         total, tokens = summed_nll(run.model, batches[world.rank::world.size], run.autocast)
         acc = distributed.all_reduce_sum(world, torch.tensor([total, tokens], dtype=torch.float64))
         out[name] = float(acc[0] / acc[1])
@@ -300,13 +337,23 @@ def _save(run: Run) -> Path:
 
     rng = distributed.gather(run.world, _rng_state())
     path = run.ckpt_root / f"step-{run.step:07d}"
+    if run.sharded:  # gather the shards into rank 0's whole copy (every process takes part)
+        from . import sharding
+
+        tensors, optims = sharding.full_state(run.model, run.optimizers)
+        if run.world.main:
+            sharding.load_into_whole(run.whole, tensors)
+            opt_saved = {"optimizers": optims, "schedulers": [s.state_dict() for s in run.schedulers],
+                         "parallel": "fsdp"}
+    else:
+        opt_saved = optim_state(run.optimizers, run.schedulers) if run.world.main else None
     if run.world.main:
         ev = run.last_eval if run.last_eval.get("step") == run.step else {}
         state = {"step": run.step, "tokens": run.tokens, "data": run.sampler.state_dict(),
                  "val_loss": ev.get("val_loss"), "eval": {k: v for k, v in ev.items() if k.startswith("val")},
                  "train_seconds": run.train_seconds}
         hf_logging.disable_progress_bar()  # save_pretrained's "Writing model shards" bar
-        save_checkpoint(run.ckpt_root, run.step, run.model, optim_state(run.optimizers, run.schedulers), rng,
+        save_checkpoint(run.ckpt_root, run.step, run.saved_model, opt_saved, rng,
                         state, run.cfg.to_dict(), {k: v for k, v in state.items() if k != "data"})
         rotate(run.ckpt_root, run.cfg.keep_last)
     distributed.barrier(run.world)
@@ -334,7 +381,7 @@ def _eval_tasks(run: Run, out: Path) -> dict:
         def task():
             from .phase1_eval import evaluate_phase1
 
-            m, details = evaluate_phase1(run.model, run.tokenizer, run.cfg.phase1_eval)
+            m, details = evaluate_phase1(run.saved_model, run.tokenizer, run.cfg.phase1_eval)
             atomic_write_json(out / "phase1_eval.json", {"metrics": m, **details})
             return m
 
@@ -346,7 +393,7 @@ def _export(run: Run, metrics: dict, out: Path) -> Path:
     """``out/final``: an HF model directory with the tokenizer saved into it and a verifiable manifest."""
     final = out / "final"
     with atomic_directory(final) as tmp:
-        run.model.save_pretrained(tmp, safe_serialization=True)
+        run.saved_model.save_pretrained(tmp, safe_serialization=True)
         run.tokenizer.save_pretrained(tmp)
         parents = [run.cfg.model.init_from] if run.cfg.model.init_from else []
         seal(tmp, "model", run.cfg.to_dict(), metrics, parents=parents, architecture=run.cfg.model.arch,
