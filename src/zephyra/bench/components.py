@@ -52,16 +52,16 @@ def _attention_cases(B=8, H=4, T=256, D=64):
     return {"attention: SDPA is_causal": sdpa, "attention: baddbmm + softmax + bmm": matmul}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=15)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
+def run(threads: int = 2, repeats: int = 15, shapes: dict | None = None) -> list[dict]:
+    """One row per case: median ms (forward + backward) and speed against the group's first (plain) case.
+    ``shapes`` overrides the default sizes (loss: N, C, V; attention: B, H, T, D), for a quick run."""
+    shapes = shapes or {}
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    for group in (_loss_cases(), _attention_cases()):
+    rows = []
+    for group in (_loss_cases(**shapes.get("loss", {})), _attention_cases(**shapes.get("attention", {}))):
         times = {name: [] for name in group}
-        for i in range(a.repeats + 2):
+        for i in range(repeats + 2):
             for name, fn in group.items():
                 t0 = time.perf_counter()
                 fn().backward()
@@ -70,7 +70,18 @@ def main() -> None:
         first = statistics.median(next(iter(times.values())))
         for name, t in times.items():
             med = statistics.median(t)
-            print(f"| {name} | {1000 * med:.1f} ms | {first / med:.2f}x |")
+            rows.append({"case": name, "baseline": next(iter(times)), "ms": 1000 * med,
+                         "speed_vs_baseline": first / med})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=15)
+    a = p.parse_args()
+    for r in run(a.threads, a.repeats):
+        print(f"| {r['case']} | {r['ms']:.1f} ms | {r['speed_vs_baseline']:.2f}x |")
 
 
 if __name__ == "__main__":

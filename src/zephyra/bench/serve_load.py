@@ -89,6 +89,22 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def run(base: Path, adapters: Path | None, router: Path | None, requests: int = 48, concurrency: int = 16,
+        max_tokens: int = 32, max_pending: int = 64, answer: str | None = "generate") -> tuple[list[dict], list[str]]:
+    """(rows: one client, then ``concurrency`` clients, the models asked for): one server on loopback, a warm-up
+    first (first-use loads), then the same requests at each concurrency."""
+    from ..resolve.system import load_system
+    from ..serve.app import create_app, serve_in_thread
+
+    system = load_system(base, adapters, router, answer=answer)
+    models = ["auto", "base", *system.adapters]
+    app = create_app(system, max_pending=max_pending, max_tokens=max_tokens)
+    with serve_in_thread(app) as url:
+        asyncio.run(_run(url, min(8, requests), 4, models, max_tokens))  # warm-up: first-use loads
+        rows = [asyncio.run(_run(url, requests, c, models, max_tokens)) for c in (1, concurrency)]
+    return rows, models
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=48)
@@ -103,16 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
 
     from ..resolve.defaults import DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
-    from ..resolve.system import load_system
-    from ..serve.app import create_app, serve_in_thread
 
-    system = load_system(a.base or DEFAULT_BASE, a.adapters or DEFAULT_ADAPTERS, a.router or DEFAULT_ROUTER,
-                         answer=a.answer)
-    models = ["auto", "base", *system.adapters]
-    app = create_app(system, max_pending=a.max_pending, max_tokens=a.max_tokens)
-    with serve_in_thread(app) as url:
-        asyncio.run(_run(url, min(8, a.requests), 4, models, a.max_tokens))  # warm-up: first-use loads
-        rows = [asyncio.run(_run(url, a.requests, c, models, a.max_tokens)) for c in (1, a.concurrency)]
+    rows, models = run(a.base or DEFAULT_BASE, a.adapters or DEFAULT_ADAPTERS, a.router or DEFAULT_ROUTER,
+                       requests=a.requests, concurrency=a.concurrency, max_tokens=a.max_tokens,
+                       max_pending=a.max_pending, answer=a.answer)
     print(markdown(rows))
     if a.json:
         from ..io import atomic_write_json
