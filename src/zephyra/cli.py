@@ -26,11 +26,14 @@ from .data.cli import app as data_app
 from .data.index_cli import app as index_app
 from .evaluation.cli import app as eval_app
 from .export.cli import export as export_verb
+from .guard.cli import app as guard_app
+from .paper.cli import paper as paper_verb
 from .registry.cli import app as registry_app
 from .resolve import cli as resolve_cli
 from .router.cli import app as router_app
 from .serve.cli import serve as serve_verb
 from .serve.monitor import monitor as monitor_verb
+from .serve.privacy_cli import app as privacy_app
 from .training.cli import app as train_app
 
 app = clikit.app("Zephyra Resolve: one base model, many domain adapters, and a router between them.")
@@ -151,6 +154,154 @@ def bench_model(
         typer.echo(markdown(rows, cfg))
 
 
+@bench_app.command("profile")
+def bench_profile(
+    preset: str = "small",
+    arch: Annotated[list[str] | None, typer.Option("--arch", help="zephyra, llama, gpt2 (repeatable)")] = None,
+    dtype: Annotated[str, typer.Option(help="fp32 or bf16")] = "bf16",
+    batch: int = 8,
+    seq: int = 256,
+    steps: Annotated[int, typer.Option(help="profiled training steps (after 2 warm-up steps)")] = 3,
+    decode_tokens: Annotated[int, typer.Option(help="profiled greedy decode steps")] = 32,
+    threads: int = 2,
+    top: Annotated[int, typer.Option(help="operators listed per phase")] = 15,
+    out: Annotated[Path, typer.Option(help="directory for profile.json, profile.md and the traces")
+                   ] = Path("runs/bench/profile"),
+) -> None:
+    """torch.profiler on a training step and a decode step: top operators and Chrome traces per architecture.
+
+    zephyra bench profile --preset small --dtype bf16 --arch zephyra --arch llama --out runs/bench/profile
+    """
+    from .bench.profile import ProfileConfig, run
+    from .errors import ConfigError
+
+    try:
+        cfg = ProfileConfig(preset=preset, archs=list(arch or ["zephyra", "llama"]), dtype=dtype, batch=batch,
+                            seq=seq, steps=steps, decode_tokens=decode_tokens, threads=threads, top=top)
+    except ConfigError as e:
+        clikit.fail(str(e))
+    run(cfg, out, progress=lambda s: typer.echo(s, err=True))
+    typer.echo((out / "profile.md").read_text())
+
+
+@bench_app.command("all")
+def bench_all(
+    quick: Annotated[bool, typer.Option("--quick", help="small presets, few steps: minutes on 2 cores")] = False,
+    out: Annotated[Path, typer.Option(help="directory for <bench>.json, report.md and the plots")
+                   ] = Path("runs/bench/all"),
+    only: Annotated[list[str] | None, typer.Option("--only", help="run just this benchmark (repeatable)")] = None,
+    threads: Annotated[int, typer.Option(help="torch threads for every benchmark")] = 2,
+    level: Annotated[str | None, typer.Option(help="tiny | quick | full (overrides --quick; tiny: the tests')")
+                     ] = None,
+) -> None:
+    """Every benchmark against its baseline in one run: JSON per benchmark, report.md with plots, the machine.
+
+    zephyra bench all --quick --out runs/bench/quick
+    """
+    from .bench.all import BenchAllConfig, run_all
+    from .errors import ConfigError
+
+    try:
+        cfg = BenchAllConfig(level=level or ("quick" if quick else "full"), only=only or None, threads=threads)
+    except ConfigError as e:
+        clikit.fail(str(e))
+    results = run_all(cfg, out, progress=lambda s: typer.echo(s, err=True))
+    for name, r in results.items():
+        typer.echo(f"{name}: {r['status']}{' (' + r['reason'] + ')' if r['reason'] else ''}")
+    typer.echo(f"report written to {out / 'report.md'}")
+
+
+@bench_app.command("report")
+def bench_report(
+    results: Annotated[Path, typer.Argument(help="a directory zephyra bench all wrote")],
+    docs: Annotated[Path | None, typer.Option(help="also replace the tables between <!-- bench:NAME --> markers "
+                                                   "in this Markdown file")] = None,
+) -> None:
+    """(Re)write RESULTS/report.md from its JSON files, and the docs tables between their markers.
+
+    zephyra bench report runs/bench/all --docs docs/benchmarks.md
+    """
+    from .bench.report import update_docs, write_report
+    from .errors import DataError
+
+    try:
+        path = write_report(results)
+        done = update_docs(docs, results) if docs else None
+    except DataError as e:
+        clikit.fail(str(e))
+    typer.echo(f"report written to {path}")
+    if docs:
+        typer.echo(f"{docs}: replaced {', '.join(done) or 'nothing (no markers with results)'}")
+
+
+@bench_app.command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(help="how long to hold the load")] = 3.0,
+    concurrency: Annotated[int, typer.Option(help="concurrent streaming clients")] = 4,
+    out: Annotated[Path, typer.Option(help="directory for soak.json, soak.md and soak.png")] = Path("runs/bench/soak"),
+    max_requests: Annotated[int, typer.Option(help="stop after this many requests even before the time")] = 100_000,
+    max_tokens: Annotated[int, typer.Option(help="tokens per answer")] = 32,
+    max_pending: Annotated[int, typer.Option(help="the server's admission limit (more: 429)")] = 64,
+    answer: Annotated[str, typer.Option(help="grounded adapters: quote | cited | generate")] = "generate",
+    base: Annotated[Path | None, typer.Option(help="base model directory (default: the quickstart's)")] = None,
+    adapters: Annotated[Path | None, typer.Option(help="adapters directory (default: the quickstart's)")] = None,
+    router: Annotated[Path | None, typer.Option(help="router directory (default: the quickstart's)")] = None,
+) -> None:
+    """Hold a bounded streaming load on a loopback server for MINUTES, sampling this process's RSS every second
+    (the server runs in a thread here): soak.json, soak.md (RSS start/middle/end, slope MiB/min), soak.png.
+
+    zephyra bench soak --minutes 3 --concurrency 4 --out runs/bench/soak
+    """
+    from .resolve.defaults import DEFAULT_ADAPTERS, DEFAULT_BASE, DEFAULT_ROUTER
+
+    if minutes <= 0 or concurrency < 1 or max_requests < 1 or max_tokens < 1 or max_pending < 1:
+        clikit.fail(f"--minutes must be > 0 and --concurrency, --max-requests, --max-tokens, --max-pending at least "
+                    f"1; got {minutes}, {concurrency}, {max_requests}, {max_tokens}, {max_pending}")
+    if answer not in ("quote", "cited", "generate"):
+        clikit.fail(f"--answer must be quote, cited or generate, got {answer!r}")
+    base, adapters, router = base or DEFAULT_BASE, adapters or DEFAULT_ADAPTERS, router or DEFAULT_ROUTER
+    for what, p in (("base", base), ("adapters", adapters), ("router", router)):
+        if not p.exists():
+            clikit.fail(f"--{what} {p} does not exist (run zephyra quickstart, or pass --{what})")
+    from .bench.soak import markdown, run
+
+    r = run(base, adapters, router, out, minutes=minutes, concurrency=concurrency, max_tokens=max_tokens,
+            max_pending=max_pending, answer=answer, max_requests=max_requests)
+    typer.echo(markdown(r))
+    typer.echo(f"written to {out / 'soak.json'}, soak.md, soak.png")
+
+
+def eval_memorisation(
+    base: Annotated[Path, typer.Option(help="base model directory (model + tokenizer)")] = Path("runs/phase2/final"),
+    data: Annotated[Path, typer.Option(help="data root holding domains/<domain>/{raw,qa}")] = Path("runs/data"),
+    domain: Annotated[str, typer.Option(help="the domain whose training text the canaries are planted in")]
+    = "computing",
+    out: Annotated[Path, typer.Option(help="report directory (memorisation.json, memorisation.png)")]
+    = Path("runs/eval/memorisation"),
+    steps: Annotated[int, typer.Option(help="adapter training steps (fewer_steps trains a quarter)")] = 240,
+    mitigations: Annotated[list[str] | None, typer.Option("--mitigation", help="none, dedup, fewer_steps "
+                                                          "(repeatable; default: all three)")] = None,
+) -> None:
+    """The secret-sharer test: plant canaries 1, 4, 16 times, train an adapter, measure exposure and extraction.
+
+    zephyra eval memorisation --base runs/phase2/final --data runs/data --out runs/eval/memorisation
+    """
+    import json
+
+    from .bench.memorisation import MemorisationConfig, run
+
+    try:
+        cfg = MemorisationConfig(base=str(base), data_root=str(data), domain=domain, out=str(out), max_steps=steps,
+                                 **({"mitigations": mitigations} if mitigations else {}))
+    except (ValueError, TypeError) as e:
+        clikit.fail(str(e))
+    report = run(cfg)
+    typer.echo(json.dumps({r["label"]: r["summary"] for r in report["runs"]}))
+
+
+eval_app.command("memorisation")(eval_memorisation)  # here: it trains (bench/), eval may not import training
+
+
 # --------------------------------------------------------------------------------------------------------------
 # the verb table
 # --------------------------------------------------------------------------------------------------------------
@@ -164,6 +315,7 @@ VERBS = {  # zephyra VERB: the function that runs it (quickstart, tokenizer and 
     "export": export_verb,
     "monitor": monitor_verb,
     "mcp": mcp_verb,
+    "paper": paper_verb,
 }
 GROUPS = {  # zephyra GROUP VERB: the sub-app that holds the verbs
     "data": data_app,
@@ -177,6 +329,8 @@ GROUPS = {  # zephyra GROUP VERB: the sub-app that holds the verbs
     "shakespeare": shakespeare_app,
     "converse": converse_app,
     "tutor": tutor_app,
+    "privacy": privacy_app,
+    "guard": guard_app,
 }
 
 

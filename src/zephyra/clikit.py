@@ -25,12 +25,20 @@ from typer.core import TyperGroup
 from .errors import EXIT_USER, ZephyraError, is_user_error, one_line
 
 
+# typer parses with its own copy of click (typer._click): its UsageError, found without naming a private module
+_USAGE = tuple({click.UsageError, next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")})
+
+
 class _Group(TyperGroup):
     """A command group that turns user errors raised by any command under it into ``error: ...`` + exit 2."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except _USAGE as e:  # a bad option value, a missing or unknown option: one line too, not a panel
+            where = e.ctx.command_path if getattr(e, "ctx", None) is not None else ctx.command_path
+            click.echo(f"error: {' '.join(e.format_message().split())} (see '{where} --help')", err=True)
+            ctx.exit(EXIT_USER)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as e:  # noqa: BLE001  (sorted below: user errors are reported, bugs re-raised)

@@ -43,6 +43,7 @@ RECIPES = Path(__file__).resolve().parent / "recipes"
 # --------------------------------------------------------------------------------------------------------------
 
 def _join(prefix: str, key: str) -> str:
+    key = key if key.isprintable() else repr(key)  # a key with a newline must not break the one-line message
     return f"{prefix}.{key}" if prefix else key
 
 

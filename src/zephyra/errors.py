@@ -35,6 +35,11 @@ class RequestError(ZephyraError, ValueError):
     """A request that cannot be served: an empty prompt, bad messages, an unknown adapter, bad sampling settings."""
 
 
+class UnsafeNameError(ZephyraError, ValueError):
+    """A name that would become a path outside its directory (``../``, an absolute path, NUL, a backslash):
+    refused wherever a name (adapter, registry version, conversation id, user id) becomes a path (io.safe_name)."""
+
+
 def one_line(e: BaseException) -> str:
     """The first line of an error's message (or its type when it has none)."""
     text = str(e).strip()

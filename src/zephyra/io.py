@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import DataError
+from .errors import DataError, UnsafeNameError
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -76,6 +76,24 @@ def atomic_directory(final: str | os.PathLike, overwrite: bool = True) -> Iterat
         raise
 
 
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one whole line (``line`` plus a newline if it lacks one) to a JSONL log and fsync it. A write that
+    fails part-way (a full disk, a quota, a size limit) is cut back to the line before it, so the log never ends
+    in a torn line; the OSError is re-raised."""
+    path = Path(path)
+    data = (line if line.endswith("\n") else line + "\n").encode("utf-8")
+    with open(path, "ab") as f:
+        start = f.seek(0, os.SEEK_END)
+        try:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):
+                f.truncate(start)
+            raise
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -116,3 +134,32 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, object]]:
                 yield n, json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path} line {n}: not JSON ({e.msg})") from None
+
+
+MAX_NAME = 200
+
+
+def safe_name(name, what: str = "name", *, slash: bool = False) -> str:
+    """``name`` when it cannot escape the directory it is joined to, else a one-line ``UnsafeNameError``: the one
+    check for every name that becomes a path (registry names and versions, adapter names, conversation and user
+    ids). Refused: empty, not a string, longer than MAX_NAME, NUL or another control character, a backslash, an
+    absolute path, a drive (``C:``), a ``.`` or ``..`` component, a leading dot; ``/`` unless ``slash`` (then only
+    between plain components, as in ``shakespeare/hamlet``)."""
+    if not isinstance(name, str) or not name:
+        raise UnsafeNameError(f"{what} must be a non-empty string, got {name!r}")
+    shown = repr(name if len(name) <= 80 else name[:80] + "...")
+    if len(name) > MAX_NAME:
+        raise UnsafeNameError(f"{what} {shown} is longer than {MAX_NAME} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise UnsafeNameError(f"{what} {shown} holds a control character (NUL, newline, ...)")
+    if "\\" in name:
+        raise UnsafeNameError(f"{what} {shown} holds a backslash")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeNameError(f"{what} {shown} is an absolute path")
+    parts = name.split("/")
+    if len(parts) > 1 and not slash:
+        raise UnsafeNameError(f"{what} {shown} holds a '/'")
+    for part in parts:
+        if part in ("", ".", "..") or part.startswith("."):
+            raise UnsafeNameError(f"{what} {shown} holds an empty, '.', '..' or hidden path component")
+    return name

@@ -7,7 +7,8 @@ needs a base (the runtime, the router, adapter training, evaluation, benchmarks)
     model, tokenizer = load_model("runs/phase2/final")   # the same, without the manifest
 
 A directory that is not a model (no ``config.json``), has no tokenizer, or a tokenizer without the bos/eos
-tokens the runtime needs, is a one-line ``ArtifactError``; the model comes back in eval mode.
+tokens the runtime needs, or a file that no longer matches the hash its manifest records (manifest.verify_files),
+is a one-line ``ArtifactError``; the model comes back in eval mode.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def load_model_dir(path: str | os.PathLike, *, dtype=None, tokenizer_dir: str | 
     from transformers.utils import logging as hf_logging
 
     from . import model as _registers_zephyra  # noqa: F401  (the Zephyra Auto classes)
-    from .manifest import read_manifest
+    from .manifest import verify_files
     from .tokenizer import load_tokenizer
 
     path = Path(path)
@@ -49,19 +50,21 @@ def load_model_dir(path: str | os.PathLike, *, dtype=None, tokenizer_dir: str | 
     tokenizer_path = Path(tokenizer_dir) if tokenizer_dir is not None else path
     if not (tokenizer_path / "tokenizer.json").is_file():
         raise ArtifactError(f"{tokenizer_path}: no tokenizer.json (a model directory holds its tokenizer)")
+    try:  # the weights and the tokenizer checked against the manifest's hashes before anything is read
+        manifest = verify_files(path)
+    except FileNotFoundError:
+        manifest = {}
     hf_logging.disable_progress_bar()  # "Loading weights" bars would bury our progress lines
     kwargs = {"dtype": dtype} if dtype is not None else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs).eval()
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{path}: cannot load the model ({str(e).splitlines()[0][:200]})") from None
+    except Exception as e:  # noqa: BLE001  a config.json that is not a model's: HF raises OSError, ValueError,
+        # TypeError (a list where a string goes), KeyError, its strict-dataclass errors
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ArtifactError(f"{path}: cannot load the model ({type(e).__name__}: {first})") from None
     tokenizer = load_tokenizer(tokenizer_path)
     if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
         raise ArtifactError(f"{tokenizer_path}: its tokenizer has no bos or eos token")
-    try:
-        manifest = read_manifest(path)
-    except FileNotFoundError:
-        manifest = {}
     return ModelDir(path=path, model=model, tokenizer=tokenizer, manifest=manifest)
 
 

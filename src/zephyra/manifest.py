@@ -50,6 +50,36 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{directory}: no {MANIFEST} (is this a zephyra artifact directory?)")
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ArtifactError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise ArtifactError(f"{path}: malformed JSON at line {e.lineno}: {e.msg}") from None
+    if not isinstance(record, dict):
+        raise ArtifactError(f"{path}: a manifest is a JSON object, got {type(record).__name__}")
+    return record
+
+
+def verify_files(directory: str | os.PathLike, manifest: dict | None = None) -> dict:
+    """``manifest`` (read from ``directory`` when None) once every file its ``files`` table lists (``{name:
+    {"sha256", "bytes"}}``, as training writes beside a model) is there with its size and hash; a one-line
+    ArtifactError naming the first file that is missing or changed. A manifest with no table checks nothing."""
+    from .io import safe_name, sha256_file
+
+    directory = Path(directory)
+    if manifest is None:
+        manifest = read_manifest(directory)
+    files = manifest.get("files") or {}
+    if not isinstance(files, dict):
+        raise ArtifactError(f"{directory / MANIFEST}: 'files' is not a table of name -> sha256")
+    for name, rec in sorted(files.items()):
+        path = directory / safe_name(name, "a manifest's file", slash=True)
+        want = rec.get("sha256") if isinstance(rec, dict) else rec
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing (listed in {MANIFEST})")
+        if isinstance(rec, dict) and rec.get("bytes") is not None and path.stat().st_size != rec["bytes"]:
+            raise ArtifactError(f"{path}: {path.stat().st_size} bytes, {MANIFEST} says {rec['bytes']} (changed or "
+                                "truncated); refused")
+        if sha256_file(path) != want:
+            raise ArtifactError(f"{path}: does not match its sha256 in {MANIFEST} (changed or corrupt); refused")
+    return manifest

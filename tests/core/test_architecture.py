@@ -23,18 +23,23 @@ RUNTIME = {
     "adapters": {"model"},
     "retrieval": set(),
     "router": {"adapters", "loader", "model", "retrieval"},
-    "resolve": {"router", "adapters", "loader", "model", "retrieval"},
+    "resolve": {"router", "adapters", "loader", "model", "retrieval", "guard"},
     "registry": set(),
-    "serve": {"resolve", "router", "adapters", "loader", "model", "retrieval", "registry"},
+    # prompt-injection and toxicity checks (issue 15): used by the server, the engine's grounding and curation
+    "guard": {"retrieval", "router", "adapters", "loader", "model"},
+    "serve": {"resolve", "router", "adapters", "loader", "model", "retrieval", "registry", "guard"},
 }
 BESIDE = {  # offline work: may use the runtime, never used by it
-    "data": {"retrieval"},
-    "training": {"adapters", "model", "tokenizer", "loader", "evaluation", "retrieval", "data"},
-    "evaluation": {"adapters", "router", "resolve", "loader", "model", "data", "retrieval", "registry"},
+    "data": {"retrieval", "guard"},
+    "training": {"adapters", "model", "tokenizer", "loader", "evaluation", "retrieval", "data", "registry"},
+    "evaluation": {"adapters", "router", "resolve", "loader", "model", "data", "retrieval", "registry", "export",
+                   "tokenizer"},
     "bench": {"adapters", "router", "resolve", "model", "tokenizer", "loader", "training", "evaluation", "serve",
-              "registry"},
+              "registry", "data"},
     "pipeline": {"data", "training", "router", "resolve", "retrieval"},
     "export": {"adapters", "loader", "model"},
+    # the paper (issue 16): reads results, builds LaTeX; nothing imports it
+    "paper": {"bench", "evaluation", "io"},
     # the applications (issues 13-14): on top of everything but the CLI; nothing imports them
     "apps": {"data", "training", "adapters", "router", "resolve", "retrieval", "registry", "serve", "loader", "model",
              "evaluation"},

@@ -4,7 +4,7 @@
     kept, stats = curate(records, CurateConfig())
     stats == {"in": 120, "out": 97, "dropped": {"length": 3, ..., "near_dedup": 9}, "modified": {...}, ...}
 
-Order (DESIGN.md): normalise -> quality filters (length, symbols, repetition, language, blocklist) -> exact
+Order (DESIGN.md): normalise -> quality filters (length, symbols, repetition, language, blocklist, toxicity) -> exact
 dedup -> near dedup (MinHash LSH, datasketch) -> PII scrub. Every step is a callable ``record -> record | None``
 (None drops it), so a caller can build its own ``Pipeline`` from any subset. The pipeline streams: only the
 dedup steps keep state (a digest per record, and the LSH band tables).
@@ -83,7 +83,7 @@ class LanguageFilter(_WordFilter):
     name = "language"
 
     def __call__(self, rec):
-        return rec if F.language_ok(self.words(rec), self.cfg) else None
+        return rec if F.language_ok(self.words(rec), self.cfg, rec["text"]) else None
 
 
 class BlocklistFilter(_WordFilter):
@@ -95,6 +95,20 @@ class BlocklistFilter(_WordFilter):
 
     def __call__(self, rec):
         return rec if F.blocklist_ok(self.words(rec), self.blocklist) else None
+
+
+class ToxicityFilter(Step):
+    """Drops a text whose most toxic line scores at or above ``toxicity_threshold`` (zephyra.guard.toxicity,
+    alt-profanity-check's classifier)."""
+    name = "toxicity"
+
+    def __init__(self, cfg: QualityConfig):
+        from ..guard.toxicity import toxicity_score
+
+        self.cfg, self.score = cfg, toxicity_score
+
+    def __call__(self, rec):
+        return rec if self.score(rec["text"]) < self.cfg.toxicity_threshold else None
 
 
 class ExactDedup(Step):
@@ -178,6 +192,8 @@ def build_steps(cfg: CurateConfig) -> list[Step]:
         steps.append(LanguageFilter(q))
     if q.blocklist:
         steps.append(BlocklistFilter(q))
+    if q.toxicity:
+        steps.append(ToxicityFilter(q))
     if cfg.exact_dedup:
         steps.append(ExactDedup())
     if cfg.near_dedup.enabled:

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import DataError
-from .config import NormaliseConfig, PIIConfig, QualityConfig
+from .config import NormaliseConfig, QualityConfig
 
 WORD_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?")  # letters/digits, with an inner apostrophe ("don't", "o'er")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
@@ -121,7 +121,47 @@ def foreign_ratio(words: list[str]) -> float:
     return sum(1 for w in words if w.lower() in _FOREIGN) / len(words)
 
 
-def language_ok(words: list[str], cfg: QualityConfig) -> bool:
+def language_ok(words: list[str], cfg: QualityConfig, text: str | None = None) -> bool:
+    """Whether a text is English enough to keep, by ``cfg.language_model``: langid (needs ``text``) or the
+    function-word heuristic. Below ``language_min_words`` words a text is too short to judge and kept."""
+    if len(words) < cfg.language_min_words:
+        return True
+    if cfg.language_model == "langid" and text is not None:
+        lang, prob = language_id(text, tuple(cfg.language_set))
+        return lang == "en" or prob < cfg.language_min_confidence
+    return heuristic_language_ok(words, cfg)
+
+
+@lru_cache(maxsize=1)
+def _langid_model():
+    """langid's model, unpacked once (about 5 s; it ships as a compressed pickle inside the package)."""
+    from langid.langid import LanguageIdentifier, model
+
+    return LanguageIdentifier.from_modelstring(model, norm_probs=True)
+
+
+@lru_cache(maxsize=4)
+def _langid(languages: tuple[str, ...]):
+    """One langid identifier per language set, with normalised probabilities. langid's module-level ``classify``
+    shares one global model, which ``set_languages`` changes for every caller: we keep our own (a shallow copy:
+    ``set_languages`` replaces the arrays it trims, it does not write into them)."""
+    import copy
+
+    ident = copy.copy(_langid_model())
+    if languages:
+        try:
+            ident.set_languages(list(languages))
+        except ValueError as e:
+            raise DataError(f"language_set: {e}") from None
+    return ident
+
+
+def language_id(text: str, languages: tuple[str, ...] = ()) -> tuple[str, float]:
+    """(ISO 639-1 code, probability) of ``text``'s language by langid; deterministic (no sampling)."""
+    return _langid(languages).classify(text)
+
+
+def heuristic_language_ok(words: list[str], cfg: QualityConfig) -> bool:
     """English prose passes on its function words. Terse English (dictionary glosses: "softly hairy South
     African herb having flowers with bright blue rays") has few, so below the threshold a text is dropped only
     when another language's function words outnumber English ones, or when it is long and has almost none."""
@@ -151,46 +191,5 @@ def blocklist_ok(words: list[str], blocklist: frozenset[str]) -> bool:
 
 
 # --- PII -----------------------------------------------------------------------------------------------------
-
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4 = re.compile(rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\d.]*\d)")
-_H = r"[0-9A-Fa-f]{1,4}"
-# Full eight-group form, or a compressed form with at least three groups: "1::2" (a Python slice) survives.
-_IPV6 = re.compile(rf"(?<![\w:])(?:(?:{_H}:){{7}}{_H}|(?=(?:[^\s:]*:){{3}}){_H}(?::{_H})*::(?:{_H}(?::{_H})*)?"
-                   rf"|::(?:{_H}:){{1,6}}{_H})(?![\w:])")
-# Separated groups (+44 20 7946 0958, (555) 123-4567, 555.123.4567); dates like 1994-11-07 do not fit.
-# Not part of a longer run of digit groups (a failed card number stays as it is).
-_PHONE = re.compile(r"(?<![\w+])(?<!\d[\s.-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?|\d{2,4}[\s.-])\d{3,4}[\s.-]"
-                    r"\d{3,4}(?![\w-])(?![\s.-]\d)")
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def _card_sub(m: re.Match) -> str:
-    digits = re.sub(r"\D", "", m.group(0))
-    return "[CARD]" if 13 <= len(digits) <= 19 and luhn_ok(digits) else m.group(0)
-
-
-def scrub_pii(text: str, cfg: PIIConfig) -> str:
-    """Replace emails, card numbers, IP addresses and phone numbers with [EMAIL], [CARD], [IP], [PHONE]."""
-    if cfg.emails and "@" in text:
-        text = _EMAIL.sub("[EMAIL]", text)
-    if cfg.cards:
-        text = _CARD.sub(_card_sub, text)  # before phones: a card's groups would otherwise look like one
-    if cfg.ips:
-        text = _IPV4.sub("[IP]", text)
-        if "::" in text or text.count(":") >= 7:
-            text = _IPV6.sub("[IP]", text)
-    if cfg.phones:
-        text = _PHONE.sub("[PHONE]", text)
-    return text
+# the one scrubber lives in retrieval/pii.py (the server scrubs user data with it and may not import data/)
+from ..retrieval.pii import luhn_ok, scrub_pii  # noqa: E402,F401

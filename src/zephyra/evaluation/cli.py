@@ -185,3 +185,40 @@ def gate_cmd(
     typer.echo(json.dumps(result.to_dict()) if as_json else result.line())
     if not result.passed:
         raise typer.Exit(1)
+
+
+@app.command()
+def harness(
+    base: Base = Path("runs/phase2/final"),
+    adapters: Annotated[Path | None, typer.Option(help="directory of domain adapters (one subdirectory each); "
+                                                  "each is scored on its own domain's questions")] = None,
+    data: Data = Path("runs/data"),
+    out: Annotated[Path, typer.Option(help="report directory (harness.json, harness.md, tasks/, export/)")]
+    = Path("runs/eval/harness"),
+    limit: Annotated[int, typer.Option(min=1, help="documents / questions per task")] = 50,
+) -> None:
+    """lm-evaluation-harness (HF backend) on the Qwen3 export, beside our own evaluator, on local task files made
+    from the held-out sets: general perplexity, phase-1 skills and each domain's questions as multiple choice.
+
+    zephyra eval harness --base runs/phase2/final --adapters runs/adapters --data runs/data --out runs/eval/harness
+    """
+    from ..errors import ZephyraError
+    from .harness import run_harness
+
+    _quiet()
+    for what, path in (("--base", base), ("--data", data)):
+        if not path.is_dir():
+            clikit.fail(f"{what} {path}: no such directory")
+    found = {}
+    if adapters is not None:
+        if not adapters.is_dir():
+            clikit.fail(f"--adapters {adapters}: no such directory")
+        found = {p.name: p for p in sorted(adapters.iterdir()) if (p / "adapter_config.json").is_file()}
+        if not found:
+            clikit.fail(f"--adapters {adapters}: no adapter (no */adapter_config.json)")
+    try:
+        report = run_harness(base, found, data, out, limit=limit, progress=lambda s: typer.echo(s, err=True))
+    except (ZephyraError, FileNotFoundError) as e:
+        clikit.fail(str(e))
+    typer.echo((out / "harness.md").read_text())
+    typer.echo(f"largest difference between lm-eval and ours: {report['max_abs_diff']:.2e}")

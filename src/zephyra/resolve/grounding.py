@@ -38,6 +38,7 @@ class Grounding:
     note: str | None = None  # a fallback taken, in one line
     abstain: str | None = None  # the answer when retrieval found nothing relevant: "I do not know ..."
     answer_mode: str = "quote"  # quote | cited | generate (GroundingConfig.answer)
+    dropped: int = 0  # retrieved passages the passage filter (the injection guard) kept out of the prompt
 
     def cited_sources(self, answer: str) -> list[str]:
         """The ids of the sources the answer cites ("[2]" -> the second source's id)."""
@@ -81,6 +82,8 @@ class Retriever:
                  answer: str | None = None):
         self.index_root = Path(index_root) if index_root else None
         self.answer = answer  # None: each adapter's own (GroundingConfig.answer, default quote)
+        # texts -> [keep?]: retrieved passages it refuses never enter the prompt (zephyra.guard: indirect injection)
+        self.passage_filter = None
         self.grounded: dict[str, dict] = {}
         self._indexes: dict[str, object] = {}
         for name, d in adapter_dirs.items():
@@ -124,7 +127,8 @@ def _question(request: Request) -> str:
 
 
 def ground(requests: Sequence[Request], *, router, retriever: Retriever | None, adapters: Sequence[str],
-           tokenizer, context: int, retrieval: bool = True, fuse_top: int = 2) -> list[tuple[Request, Grounding | None]]:
+           tokenizer, context: int, retrieval: bool = True, fuse_top: int = 2
+           ) -> list[tuple[Request, Grounding | None]]:
     """Each request routed (when "auto") and given its adapter's passages; the requests come back with the adapter
     forced and the route attached, so the engine serves exactly what was retrieved for."""
     grounded = retriever.grounded if retriever is not None else {}
@@ -155,7 +159,13 @@ def ground(requests: Sequence[Request], *, router, retriever: Retriever | None, 
         cfg, index = retriever.config(name), retriever.index(name)
         questions = [_question(requests[i]) for i in idx]
         for i, q, hits in zip(idx, questions, index.search(questions, k=cfg.k, mode=cfg.mode)):
+            dropped = 0
+            if retriever.passage_filter is not None and hits:
+                keep = retriever.passage_filter([h.text for h in hits])
+                dropped = len(hits) - sum(map(bool, keep))
+                hits = [h for h, k in zip(hits, keep) if k]
             out[i] = _grounded(requests[i], name, routes.get(i), q, hits, cfg, tokenizer, context, index)
+            out[i][1].dropped = dropped
     return out
 
 

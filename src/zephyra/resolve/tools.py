@@ -13,8 +13,8 @@ decoding, so that a decoded call always parses and validates against its tool's 
 
 The syntax (what ``tool_messages`` renders and training teaches): the tools as one system message, a compact
 signature a line (``calculator(expression: string) - Arithmetic.``, short because the quickstart base reads 256
-tokens; an enum of more than 6 values shows 3 of them); a call as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` in the assistant turn; a tool's
-result as a user turn ``<tool_response>...</tool_response>`` (the template knows system, user and assistant only).
+tokens; an enum of more than 6 values shows 3 of them); a call as
+``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` in the assistant turn; a tool's result as a user turn ``<tool_response>...</tool_response>`` (the template knows system, user and assistant only).
 
 Constrained decoding (``decode_call``): call or not by the likelihood of the ``<tool_call>`` marker (``auto``), then
 the tool's name among the schema's names by likelihood, then each argument in the schema's order: enums and
@@ -160,7 +160,8 @@ def check_choice(choice, tools: Sequence[Tool]) -> str:
         if choice not in CHOICES:
             raise ToolError(f"tool_choice must be one of {', '.join(CHOICES)} or a named function, got {choice!r}")
         return choice
-    name = choice.get("function", {}).get("name") if isinstance(choice, Mapping) else None
+    fn = choice.get("function") if isinstance(choice, Mapping) else None
+    name = fn.get("name") if isinstance(fn, Mapping) else None
     if not isinstance(choice, Mapping) or choice.get("type") != "function" or not isinstance(name, str):
         raise ToolError("tool_choice must be 'auto', 'none', 'required' or {'type': 'function', 'function': "
                         "{'name': ...}}")
@@ -247,6 +248,8 @@ def tool_messages(messages: Sequence[Mapping], tools: Sequence[Tool] | None = No
             out.append({"role": "user", "content": f"{RESPONSE_OPEN}{content}{RESPONSE_CLOSE}"})
             continue
         calls = m.get("tool_calls") or []
+        if role == "assistant" and calls and not isinstance(calls, list):
+            raise RequestError(f"messages[{i}].tool_calls must be a list")
         if role == "assistant" and calls:
             parts = [content] if isinstance(content, str) and content.strip() else []
             for j, c in enumerate(calls):

@@ -17,10 +17,12 @@ named function) a chat request may answer with ``message.tool_calls`` and ``fini
 under each tool's schema (resolve/tools.py); the client runs the tool and sends its result as a ``tool`` message.
 
 Refusals are OpenAI's error object with one line: 400 (a bad body: serve/schema.py; a prompt too long for the
-context; ``max_tokens`` too large), 401 (no or a wrong key: keys are compared by SHA-256 digest), 404 (an unknown
-model or version), 429 with ``Retry-After`` (``max_pending`` requests already admitted: the queue is bounded, so a
-burst is refused rather than slowing everyone), 503 (shutting down). A client that disconnects cancels its request
-(its row leaves the batch at the next step). On shutdown the engine stops; requests still running end.
+context; ``max_tokens`` too large), 401 (no or a wrong key: keys are compared by SHA-256 digest), 403 (a model or an
+endpoint outside the key's scopes: serve/auth.py), 404 (an unknown model or version), 413 (a body over
+``max_body`` bytes), 429 with ``Retry-After`` (``max_pending`` requests already admitted: the queue is bounded, so a
+burst is refused rather than slowing everyone; or the key's rate limit), 503 (shutting down).
+``POST /v1/admin/purge {"user": ID}`` (the purge scope) removes a user's data from every store (serve/privacy.py).
+A client that disconnects cancels its request (its row leaves the batch at the next step). On shutdown the engine stops; requests still running end.
 """
 
 from __future__ import annotations
@@ -29,8 +31,6 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -45,6 +45,7 @@ from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import RequestError
+from .auth import KeyRing
 from ..resolve.engine import BASE, Request, Route
 from .canary import CanaryController, Outcomes
 from .deploy import canary_arm
@@ -52,6 +53,10 @@ from .metrics import Metrics
 from .schema import BadRequest, ServeRequest, chat_request, completion_request, error_body
 
 AUTO = "auto"
+
+
+# a send (a chunk or a heartbeat) that a client does not read for this long ends its stream and frees its slot
+SEND_TIMEOUT_S = 30.0
 
 
 def adapter_version(adapter_dir: str | Path) -> str:
@@ -62,19 +67,28 @@ def adapter_version(adapter_dir: str | Path) -> str:
     return version_of(adapter_dir)
 
 
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
-
-
 class Server:
     """What the routes share: the system, the keys' digests, the bounded admission count, the metrics."""
 
     def __init__(self, system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None,
-                 canaries: dict | None = None, registry=None, rules=None, registry_router: str | None = "router"):
+                 canaries: dict | None = None, registry=None, rules=None, registry_router: str | None = "router",
+                 keyring: KeyRing | None = None, privacy=None, max_body: int = 1 << 20, guard=None):
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending}")
         self.system = system
-        self.keys = [_digest(k) for k in api_keys if k]
+        self.keys = keyring if keyring is not None else KeyRing(api_keys)  # hashed, scoped, rate-limited (auth.py)
+        self.max_body = max_body  # bytes of a request body; more is a 413
+        from ..guard.serving import ServeGuard
+
+        self.guard = ServeGuard.of(guard)  # prompt-injection checks (guard/serving.py); None: off
+        if self.guard is not None:
+            self.guard.install(system)  # flagged retrieved passages never enter a prompt
+            self.guard.warm()
+        self._users: collections.OrderedDict[str, str] = collections.OrderedDict()  # request id -> its user
+        from .privacy import MemoryStore, UserData
+
+        self.privacy = privacy if privacy is not None else UserData()  # every store of user data (privacy.py)
+        self.privacy.register(MemoryStore("recent answers (request -> adapter, version, user)", self._forget))
         self.max_pending, self.pending, self.closing = max_pending, 0, False
         self.max_tokens = max_tokens or max(1, system.context // 2)  # the rest of the context is the prompt's
         self.metrics = Metrics()
@@ -106,14 +120,9 @@ class Server:
         self._batcher = SubmitBatcher(system)
 
     # --- checks ---
-    def authorise(self, header: str | None) -> None:
-        if not self.keys:
-            return
-        scheme, _, key = (header or "").partition(" ")
-        given = _digest(key.strip()) if scheme.lower() == "bearer" and key.strip() else b""
-        if not any(hmac.compare_digest(given, k) for k in self.keys):
-            raise BadRequest("invalid or missing API key: send 'Authorization: Bearer KEY'", status=401,
-                             code="invalid_api_key")
+    def authorise(self, header: str | None, scope: str = "generate"):
+        """The request's key (None on an open server) when it has ``scope``; else a 401 or 403 (auth.py)."""
+        return self.keys.authorise(header, scope)
 
     def model_choice(self, model: str) -> str:
         """The adapter ``model`` names ("auto", "base", a name, NAME@VERSION), or a 404."""
@@ -159,6 +168,15 @@ class Server:
                                    else self.versions.get(adapter, "-"), arm).inc()
         return (canary.key(adapter) if arm == "canary" else self.stable_key.get(adapter, adapter)), route, arm
 
+    def route_within(self, req: ServeRequest, allowed: set[str]) -> Route:
+        """The router's decision for ``req`` among ``allowed`` adapters only: its pick when allowed, else the base
+        (a key limited to some adapters: auth.py)."""
+        from ..chat import last_user_text
+        from ..resolve.engine import served_route
+
+        decision = self.system.route([last_user_text(req.prompt)])[0]
+        return served_route(decision, set(allowed), "top1", 2)
+
     def shadow(self, req: ServeRequest, name: str, request_id: str) -> None:
         """A copy of a request for ``name``'s shadow canary: answered in the background and judged (status,
         latency, support) under the canary's version; never shown to the user. Skipped when the server is full."""
@@ -196,10 +214,20 @@ class Server:
         self._batcher.put(request).add_done_callback(run)
 
     # --- the canary's lifecycle ---
-    def remember(self, request_id: str, adapter: str, version: str) -> None:
+    def remember(self, request_id: str, adapter: str, version: str, user: str | None = None) -> None:
         self._recent[request_id] = (adapter, version)
+        if user:
+            self._users[request_id] = user
         while len(self._recent) > 10_000:
-            self._recent.popitem(last=False)
+            self._users.pop(self._recent.popitem(last=False)[0], None)
+
+    def _forget(self, user: str) -> int:
+        """Drop the recent answers given to ``user`` (the purge: privacy.py)."""
+        mine = [rid for rid, u in list(self._users.items()) if u == user]
+        for rid in mine:
+            self._users.pop(rid, None)
+            self._recent.pop(rid, None)
+        return len(mine)
 
     def feedback(self, body) -> dict:
         if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
@@ -212,8 +240,17 @@ class Server:
             raise BadRequest(f"no recent answer with request id {body['request_id']!r}", status=404,
                              param="request_id")
         up = rating in ("up", 1)
+        comment, user = body.get("comment"), body.get("user") or self._users.get(body["request_id"])
+        if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
+            raise BadRequest("comment is a string of at most 2000 characters", param="comment")
+        if user is not None and not isinstance(user, str):
+            raise BadRequest("user is a string", param="user")
         self.outcomes.rating(*served, up)
         self.metrics.feedback.labels(*served, "up" if up else "down").inc()
+        if self.privacy.feedback is not None:  # the comment scrubbed of PII on the way in (privacy.RecordLog)
+            self.privacy.feedback.append({"user": user, "request_id": body["request_id"], "adapter": served[0],
+                                          "version": served[1], "rating": "up" if up else "down",
+                                          "comment": comment})
         return {"request_id": body["request_id"], "adapter": served[0], "version": served[1],
                 "rating": "up" if up else "down"}
 
@@ -321,15 +358,9 @@ class Server:
         return [f"{self.router_name}: stable {before or '-'} -> {version}"]
 
     def _verified(self, name: str, version: str) -> Path:
-        """The registry's directory of ``name@version``, if its files still hash to its version."""
-        from ..errors import ArtifactError
-        from ..registry.store import version_of
-
-        path = self.registry.path(name, version)
-        found = version_of(path)
-        if found != version:
-            raise ArtifactError(f"its files hash to {found}, not to its version (changed or corrupt)")
-        return path
+        """The registry's directory of ``name@version``, if its files still hash to its version (a changed file
+        is named: Registry.verify)."""
+        return self.registry.verify(name, version)
 
     def _refuse(self, name: str, version: str, error: Exception, serving: str | None) -> None:
         import sys
@@ -519,7 +550,7 @@ def _tool_call_response(server: Server, req: ServeRequest, adapter: str, n_promp
             yield {"data": json.dumps({**chunk, "choices": [], "usage": usage})}
         yield {"data": "[DONE]"}
 
-    return EventSourceResponse(sse(), headers=headers, ping=15)
+    return EventSourceResponse(sse(), headers=headers, ping=15, send_timeout=SEND_TIMEOUT_S)
 
 
 def _fixed_answer(stream) -> str | None:
@@ -537,7 +568,8 @@ def _finish(reason: str | None) -> str:
 
 def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, max_tokens: int | None = None,
                canaries: dict | None = None, registry=None, rules=None, alerts=None, reload_interval: float = 2.0,
-               registry_router: str | None = "router", extensions: Sequence = ()):
+               registry_router: str | None = "router", extensions: Sequence = (), keyring: KeyRing | None = None,
+               privacy=None, max_body: int = 1 << 20, output_guard=None, guard=None):
     """The FastAPI application serving ``system`` (resolve/system.py). ``system.close()`` runs at shutdown.
     ``canaries``: {adapter: serve.deploy.Canary}, each loaded in ``system`` as NAME@VERSION beside the stable one;
     with the ``registry`` they came from and ``rules`` (serve.canary.RulesConfig), the canaries are analysed on an
@@ -546,8 +578,16 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
     it says is served (``Server.sync_registry``): a push, canary, promote or rollback takes effect without a
     restart; its router ``registry_router`` (a name; None: keep the router given), when it holds one, too.
     ``extensions``: callables ``(app, server)`` that add an application's routes (the Shakespeare viewer,
-    apps/shakespeare/viewer.py), so that serve imports no application."""
+    apps/shakespeare/viewer.py), so that serve imports no application. ``keyring`` (serve.auth.KeyRing: hashed keys,
+    scopes, rate limits; default: ``api_keys`` with every scope), ``privacy`` (serve.privacy.UserData: the stores of
+    user data, their retention, the purge), ``max_body``: bytes a request body may hold (more: 413).
+    ``output_guard`` (guard.toxicity.ToxicityPolicy): a generated text it flags is withheld or masked, and the
+    response's ``zephyra.output_flagged`` says so; streamed answers are then sent whole, once checked.
+    ``guard`` ("off" | "on" | "strip" | guard.serving.ServeGuard): the user's messages checked for prompt injection
+    before generation (flagged: a 400 ``prompt_flagged``, or with "strip" the base answers without retrieved text;
+    logged without the text), and flagged retrieved passages dropped from prompts."""
     server = Server(system, api_keys=api_keys, max_pending=max_pending, max_tokens=max_tokens, canaries=canaries,
+                    keyring=keyring, privacy=privacy, max_body=max_body, guard=guard,
                     registry=registry, rules=rules, registry_router=registry_router)
     controller = CanaryController(rules, server.outcomes, server.decide) if rules and registry else None
 
@@ -571,6 +611,7 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
             ([asyncio.create_task(_every(alerts.interval, alerter.step, "alert check"))] if alerter is not None else [])
         if registry is not None and reload_interval > 0:
             tasks.append(asyncio.create_task(_every(reload_interval, sync, "registry check")))
+        server.privacy.start()  # the retention limit, when one is set (privacy.py)
         yield
         for task in tasks:
             task.cancel()
@@ -604,7 +645,7 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
     @app.get("/v1/registry")
     async def registry_view(request: HTTPRequest):
         try:
-            server.authorise(request.headers.get("authorization"))
+            server.authorise(request.headers.get("authorization"), "registry")
             if server.registry is None:
                 raise BadRequest("this server was started without --registry", status=404)
         except BadRequest as e:
@@ -632,10 +673,31 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
         """A rating of an answer, by its request id (the x-request-id header): thumbs up or down, read by the
         canary's rules."""
         try:
-            server.authorise(request.headers.get("authorization"))
-            return server.feedback(await _json_body(request))
+            api_key = server.authorise(request.headers.get("authorization"))
+            server.keys.limit(api_key, request.client.host if request.client else None)
+            return server.feedback(await _json_body(request, server.max_body))
         except BadRequest as e:
             return refuse(e, "feedback")
+
+    @app.post("/v1/admin/purge")
+    async def purge(request: HTTPRequest):
+        """``{"user": ID}``: the user's conversations, feedback and recent answers removed from every store the
+        server and its applications registered (serve/privacy.py); a key with the purge (admin) scope only."""
+        from ..errors import UnsafeNameError
+
+        try:
+            api_key = server.authorise(request.headers.get("authorization"), "purge")
+            server.keys.limit(api_key, request.client.host if request.client else None)
+            body = await _json_body(request, server.max_body)
+            if not isinstance(body, dict) or not isinstance(body.get("user"), str):
+                raise BadRequest("the body is {'user': ID}", param="user")
+            try:
+                removed = await asyncio.get_running_loop().run_in_executor(None, server.privacy.purge, body["user"])
+            except UnsafeNameError as e:
+                raise BadRequest(str(e), param="user") from None
+        except BadRequest as e:
+            return refuse(e, "purge")
+        return {"object": "purge", "user": body["user"], "removed": removed, "total": sum(removed.values())}
 
     @app.get("/v1/models")
     async def models(request: HTTPRequest):
@@ -657,13 +719,15 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
     async def serve(request: HTTPRequest, endpoint: str):
         rid = request.headers.get("x-request-id") or f"req-{uuid.uuid4().hex[:16]}"
         try:
-            server.authorise(request.headers.get("authorization"))
+            api_key = server.authorise(request.headers.get("authorization"))
+            server.keys.limit(api_key, request.client.host if request.client else None)  # 429 + Retry-After
             if server.closing:
                 raise BadRequest("the server is shutting down", status=503, type="server_error",
                                  headers={"Retry-After": "5"})
-            body = await _json_body(request)
+            body = await _json_body(request, server.max_body)
             parse = chat_request if endpoint == "chat" else completion_request
             req = parse(body, server.max_tokens)
+            server.keys.check_model(api_key, req.model)  # 403: an adapter outside the key's scope
             adapter = server.model_choice(req.model)
             server.check_length(req)
             if server.pending >= server.max_pending:
@@ -674,6 +738,15 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
             return refuse(e, endpoint, rid)
         except RequestError as e:  # what the sampling settings or the chat encoder refuse
             return refuse(BadRequest(str(e)), endpoint, rid)
+        checked = None
+        if server.guard is not None:  # the injection guard (guard/serving.py): refused, or the base alone answers
+            checked = await asyncio.get_running_loop().run_in_executor(None, server.guard.check, req.prompt, rid)
+            if checked["flagged"] and server.guard.mode == "on":
+                return refuse(BadRequest(f"the request was flagged as a prompt injection or jailbreak attempt (kind "
+                                         f"{checked['kind']}, score {checked['score']:.2f}) and refused",
+                                         param="messages", code="prompt_flagged"), endpoint, rid)
+            if checked["flagged"]:
+                adapter = BASE
         if req.extra.get("tools") and req.extra.get("tool_choice") != "none":
             try:
                 key, n_prompt, decision = await asyncio.get_running_loop().run_in_executor(
@@ -688,7 +761,13 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
         server.metrics.pending.set(server.pending)
         started = time.perf_counter()
         requested = adapter
+        restricted = None  # a key limited to some adapters: "auto" routes among those only, else to the base
         try:
+            allowed = server.keys.allowed(api_key, server.versions)
+            if adapter == AUTO and allowed is not None:
+                restricted = await asyncio.get_running_loop().run_in_executor(None, server.route_within, req,
+                                                                              allowed)
+                adapter = restricted.adapter
             adapter, decided, arm = (await asyncio.get_running_loop().run_in_executor(
                 None, server.assign, req, adapter, rid)) if server.canaries or server.stable_key \
                 else (adapter, None, None)
@@ -713,9 +792,11 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
                 stream.cancel()
                 _release(server)
                 raise
-        route, info = server.served(stream, adapter, decided, arm)
+        route, info = server.served(stream, adapter, decided or restricted, arm)
+        if checked is not None:
+            info["guard"] = {**checked, "passages_dropped": getattr(stream.grounding, "dropped", 0)}
         version = info["version"] or "-"
-        server.remember(rid, route.adapter, version)
+        server.remember(rid, route.adapter, version, req.user)
         labels = (route.adapter, version)
         if requested == AUTO:
             server.metrics.routed.labels(route.adapter).inc()
@@ -753,6 +834,15 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
                 m.ttft.labels(*labels).observe(first_token_at - started)
             m.latency.labels(endpoint, *labels).observe(time.perf_counter() - started)
 
+        def guarded(text: str) -> str:
+            """The generated text as ``output_guard`` lets it out (withheld or masked when flagged)."""
+            if output_guard is None or not text:
+                return text
+            text, flagged = output_guard.apply(text)
+            if flagged:
+                info["output_flagged"] = "toxicity"
+            return text
+
         def tokens_of(text: str) -> int:
             return len(system.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
 
@@ -783,7 +873,7 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
                         return JSONResponse(error_body(f"generation failed: {c.error}"[:400], "server_error"),
                                             status_code=status, headers=headers)
                     g = stream.grounding
-                    text = g.final(c.text)[0] if g is not None and g.sources else c.text
+                    text = guarded(g.final(c.text)[0] if g is not None and g.sources else c.text)
                     finish, n_tokens = _finish(c.finish_reason), c.completion_tokens
                     first_at = started + c.first_token_s if c.first_token_s is not None else None
                 account(200, n_tokens, first_at)
@@ -802,7 +892,8 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
                 yield {"data": json.dumps({**head, "choices": [choice("" if endpoint == "chat" else None, None,
                                                                        True, role=True)], "zephyra": info})}
                 g = stream.grounding
-                buffered = g is not None and bool(g.sources) and fixed is None  # cited / generate: the final text
+                buffered = (g is not None and bool(g.sources) or output_guard is not None) and fixed is None  # cited
+                # / generate / checked by the output guard: the final text only
                 if fixed is not None:
                     pieces = [w + " " for w in fixed.split(" ")[:-1]] + [fixed.split(" ")[-1]]
                     first_at = time.perf_counter()
@@ -830,7 +921,9 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
                         return
                     n_tokens = c.completion_tokens if c is not None else 0
                     if buffered and c is not None:
-                        yield {"data": json.dumps({**head, "choices": [choice(g.final(c.text)[0], None, True)]})}
+                        final = guarded(g.final(c.text)[0] if g is not None and g.sources else c.text)
+                        yield {"data": json.dumps({**head, "choices": [choice(final, None, True)],
+                                                   **({"zephyra": info} if "output_flagged" in info else {})})}
                 yield {"data": json.dumps({**head, "choices": [choice(None, finish, True)]})}
                 if req.include_usage:
                     yield {"data": json.dumps({**head, "choices": [], "usage": usage(n_tokens)})}
@@ -843,7 +936,7 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
                 account(status, n_tokens, first_at)
                 _release(server)
 
-        return EventSourceResponse(sse(), headers=headers, ping=15)
+        return EventSourceResponse(sse(), headers=headers, ping=15, send_timeout=SEND_TIMEOUT_S)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: HTTPRequest):
@@ -858,9 +951,25 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
     return app
 
 
-async def _json_body(request):
+async def _json_body(request, limit: int | None = None):
+    """The body as JSON; more than ``limit`` bytes (declared or sent) is a 413, read no further."""
+    if limit is not None:
+        declared = request.headers.get("content-length", "")
+        too_large = BadRequest(f"the request body is larger than {limit} bytes (the server's limit)", status=413,
+                               code="request_too_large")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+        chunks, n = [], 0
+        async for chunk in request.stream():
+            n += len(chunk)
+            if n > limit:
+                raise too_large
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+    else:
+        raw = await request.body()
     try:
-        return json.loads(await request.body())
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the request body is not valid JSON") from None
 

@@ -21,7 +21,18 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free one, printed)")] = 8000,
     api_key: Annotated[list[str] | None, typer.Option("--api-key", help="a key clients must send as "
                                                       "'Authorization: Bearer KEY' (repeatable; none: open)")] = None,
-    api_key_file: Annotated[Path | None, typer.Option(help="a file of keys, one a line ('#' comments)")] = None,
+    api_key_file: Annotated[Path | None, typer.Option(help="a file of keys, one a line ('#' comments): the key or "
+                                                      "sha256:<hex> (zephyra privacy hash-key), then adapters=, "
+                                                      "scopes=, rpm=, name= (serve/auth.py)")] = None,
+    rate_limit: Annotated[float | None, typer.Option(help="requests a minute per key (a key's rpm= overrides; open "
+                                                     "server: per client address); more get 429")] = None,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="bytes a request body may hold; more get 413")] = 1 << 20,
+    feedback_log: Annotated[Path | None, typer.Option(help="append each rating (POST /v1/feedback) here, its "
+                                                      "comment scrubbed of PII (JSONL; purged per user)")] = None,
+    retention_days: Annotated[float | None, typer.Option(help="remove conversations and feedback older than this "
+                                                         "(checked hourly)")] = None,
+    retention_count: Annotated[int | None, typer.Option(help="keep only the newest N conversation transcripts")
+                               ] = None,
     max_pending: Annotated[int, typer.Option(min=1, help="requests admitted at once; more get 429")] = 64,
     base: BaseOpt = None,
     adapters: AdaptersOpt = None,
@@ -51,6 +62,13 @@ def serve(
     tutor: Annotated[Path | None, typer.Option(help="also serve the Socratic tutor over this directory (its indexes, "
                                                "adapters, vision/) at /tutor/chat, /tutor/upload_image, "
                                                "/tutor/context")] = None,
+    guard: Annotated[str, typer.Option(help="prompt-injection guard: on (refuse flagged requests, 400 "
+                                       "prompt_flagged), strip (answer them by the base without retrieved text), off; "
+                                       "on and strip also drop flagged retrieved passages")] = "on",
+    guard_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="the guard's threshold (default: "
+                                                          "its own, chosen on validation)")] = None,
+    guard_path: Annotated[Path | None, typer.Option(help="a trained guard (zephyra guard train; default: the "
+                                                    "shipped one)")] = None,
 ) -> None:
     """Serve the system over HTTP, OpenAI-compatible: /v1/chat/completions, /v1/completions, /v1/models, /health,
     /ready, /metrics. model = auto | base | ADAPTER | ADAPTER@VERSION.
@@ -61,18 +79,25 @@ def serve(
     zephyra serve --characters runs/shakespeare/adapters   # + shakespeare/hamlet, ..., the viewer at /shakespeare
     zephyra serve --tutor runs/tutor                       # + tutor/math, the tutor's backend at /tutor/*
     """
-    keys = list(api_key or [])
-    if api_key_file is not None:
-        try:
-            lines = api_key_file.read_text().splitlines()
-        except OSError as e:
-            clikit.fail(f"cannot read --api-key-file {api_key_file}: {e.strerror}")
-        keys += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-        if not keys:
-            clikit.fail(f"--api-key-file {api_key_file} holds no key")
+    from .auth import KeyRing
+    from .privacy import RecordLog, Retention, UserData
+
+    keyring = KeyRing.from_args(list(api_key or []), api_key_file, rate_limit=rate_limit)  # a bad line: one line
+    if api_key_file is not None and not keyring:
+        clikit.fail(f"--api-key-file {api_key_file} holds no key")
+    privacy = UserData(Retention(retention_days, retention_count))
+    if feedback_log is not None:
+        privacy.feedback = privacy.register(RecordLog(feedback_log, f"feedback log {feedback_log}"))
     if characters is not None and not characters.is_dir():  # before the model loads
         clikit.fail(f"--characters {characters}: no such directory (zephyra shakespeare build writes "
                     "runs/shakespeare/adapters)")
+    from ..errors import ConfigError as _ConfigError
+    from ..guard.serving import ServeGuard
+
+    try:
+        serve_guard = ServeGuard(guard, guard_threshold, guard_path)  # before the model loads
+    except _ConfigError as e:
+        clikit.fail(f"--guard: {e}")
     if tutor is not None and not tutor.is_dir():
         clikit.fail(f"--tutor {tutor}: no such directory (zephyra tutor data / build write runs/tutor)")
     import uvicorn
@@ -127,15 +152,18 @@ def serve(
             extensions.append(mount(system, tutor))
         except ZephyraError as e:
             clikit.fail(str(e))
-    app = create_app(system, api_keys=keys, max_pending=max_pending, canaries=canaries, registry=reg, rules=rules_cfg,
-                     alerts=alerts_cfg, reload_interval=reload_interval,
+    app = create_app(system, keyring=keyring, privacy=privacy, max_body=max_body_bytes, max_pending=max_pending,
+                     canaries=canaries, registry=reg, rules=rules_cfg, alerts=alerts_cfg, reload_interval=reload_interval,
                      registry_router="router" if registry is not None and router is None else None,
-                     extensions=extensions)
+                     extensions=extensions, guard=serve_guard)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+    from .privacy import install_log_scrubber
+
+    install_log_scrubber()  # after uvicorn set its loggers up: client addresses and PII out of the request log
     server = uvicorn.Server(config)
     typer.echo(f"serving {len(system.adapters)} adapters{' and a router' if system.router else ''}"
                f"{' and the viewer at /shakespeare' if characters is not None else ''}"
                f"{' and the tutor at /tutor' if tutor is not None else ''} on "
-               f"http://{host}:{port}/v1 ({'key required' if keys else 'no key'}"
+               f"http://{host}:{port}/v1 ({'key required' if keyring else 'no key'}"
                f"{', generating on ' + upstream if upstream else ''})", err=True)
     server.run()

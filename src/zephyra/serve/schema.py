@@ -105,7 +105,8 @@ def _common(body, max_tokens_cap: int) -> tuple[str, SamplingParams, bool, bool,
         raise BadRequest("logit_bias must be an object {token id: bias}", param="logit_bias")
     logit_bias = {}
     for k, v in bias.items():
-        if not (isinstance(k, str) and k.isdigit()) or isinstance(v, bool) or not isinstance(v, (int, float)) \
+        if not (isinstance(k, str) and k.isascii() and k.isdigit() and len(k) <= 12) or isinstance(v, bool) \
+                or not isinstance(v, (int, float)) \
                 or not -100 <= v <= 100:
             raise BadRequest(f"logit_bias maps token ids to numbers in [-100, 100], got {k!r}: {v!r}",
                              param="logit_bias")

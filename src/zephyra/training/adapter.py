@@ -206,6 +206,9 @@ class DomainData:
     val: dict[str, list]  # {"raw": micro-batches, "qa": ..., "grounded": (ids, labels) pairs}, held out
     hashes: dict[str, str]  # {"<domain>/raw/train": sha256 of the split directory, ...}
     grounded: dict = dataclasses.field(default_factory=dict)  # what grounded training read (index, counts)
+    # {"python/raw": {"path", "version"}}: each dataset read, by its registry version (zephyra.registry), so that
+    # the adapters trained on a changed or poisoned corpus can be found (Registry.trained_on)
+    datasets: dict = dataclasses.field(default_factory=dict)
 
 
 def prepare_domain_data(recipe: AdapterRecipe, tokenizer) -> DomainData:
@@ -248,8 +251,12 @@ def prepare_domain_data(recipe: AdapterRecipe, tokenizer) -> DomainData:
         packers.append(packer)
         weights = [weights[0] - recipe.grounded_fraction, *weights[1:], recipe.grounded_fraction]
         hashes[f"{recipe.domain}/index"] = grounded["chunks_sha256"]
+    from ..registry.store import version_of
+
+    datasets = {s.name.rsplit("/", 1)[0]: {"path": str(Path(s.path).resolve()), "version": version_of(s.path)}
+                for s in [*train, *val.values()]}
     return DomainData(sampler=MixtureSampler(packers, weights, recipe.seed), val=val_batches, hashes=hashes,
-                      grounded=grounded)
+                      grounded=grounded, datasets=datasets)
 
 
 def _grounded_sources(recipe: AdapterRecipe, tokenizer):
@@ -456,7 +463,7 @@ def _train_adapter(recipe: AdapterRecipe, out: Path, echo) -> dict:
     metrics["adapter_bytes_on_disk"] = _adapter_bytes(model, recipe.domain)
     metrics["wall_seconds"] = time.perf_counter() - started  # loading, tokenising, both evaluations, training
     model.eval()
-    run = {**recipe.to_dict(), "out": str(out), "base": str(Path(recipe.base).resolve())}
+    run = {**recipe.to_dict(), "out": str(out), "base": str(Path(recipe.base).resolve()), "datasets": data.datasets}
     if data.grounded:  # the runtime reads this: the adapter answers from these passages, retrieved like this
         run["grounding"] = {k: data.grounded[k] for k in ("index", "k", "mode", "passage_tokens", "min_score")}
         metrics["grounded_documents"] = {s: data.grounded[s]["documents"] for s in ("train", "validation")}

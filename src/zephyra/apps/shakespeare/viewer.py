@@ -8,7 +8,9 @@ small JSON API, behind the server's keys, to list, read and start conversations.
     GET  /v1/shakespeare/conversations       the transcripts under --conversations: id, characters, turns, state
     GET  /v1/shakespeare/conversations/ID    one: its settings line and its turns (as written so far)
     POST /v1/shakespeare/conversations       {"characters": [...], "turns": N, "scene", "seed", "temperature",
-                                             "max_tokens"}: starts one in a thread of the server, returns its id
+                                             "max_tokens", "user"}: starts one in a thread of the server, returns
+                                             its id; the scene is scrubbed of PII, the user recorded as its owner
+                                             (owners.jsonl: zephyra privacy purge, POST /v1/admin/purge)
 
 A conversation runs on the server's own system (the engine that answers the API's requests; its turns join their
 batches) with per-turn scores (fidelity.AttributionScorer over every character, as ``zephyra converse`` scores),
@@ -28,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from ...errors import DataError, one_line
+from ...errors import DataError, ZephyraError, one_line
 from .characters import CHARACTERS, check_characters, display
 
 PREFIX = "shakespeare/"  # a character's model id: shakespeare/hamlet (a plain "hamlet" stays a domain adapter's)
@@ -38,7 +40,7 @@ MAX_RUNNING = 4  # conversations running at once; one more is a 429
 MAX_SCENE = 300  # characters
 WRITING = 60.0  # seconds: an unfinished transcript written to this recently is running (in another process)
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")  # a transcript's file name without .jsonl: no path in it
-FIELDS = ("characters", "turns", "scene", "seed", "temperature", "max_tokens")
+FIELDS = ("characters", "turns", "scene", "seed", "temperature", "max_tokens", "user")  # user: whose (the purge)
 
 
 def find_characters(root: str | os.PathLike) -> dict[str, Path]:
@@ -97,11 +99,21 @@ class Viewer:
         self._lock = threading.Lock()
         self._scorer, self._scorer_lock = None, threading.Lock()
         self._warming, self._warm_lock = False, threading.Lock()
+        from ...serve.privacy import TranscriptDir
+
+        self.store = TranscriptDir(root, f"conversations {root}")  # purged per user, kept as the retention says
 
     def path(self, cid: str) -> Path:
         """The transcript of id ``cid``, or a 404: only a plain file name of the directory (no path tricks)."""
         from ...serve.schema import BadRequest
 
+        from ...errors import UnsafeNameError
+        from ...io import safe_name
+
+        try:
+            safe_name(cid, "a conversation id")
+        except UnsafeNameError as e:
+            raise BadRequest(str(e), status=404, param="id", code="conversation_not_found") from None
         path = self.root / f"{cid}.jsonl"
         if not ID.fullmatch(cid) or not self._inside(path):
             raise BadRequest(f"no conversation {cid!r}", status=404, param="id", code="conversation_not_found")
@@ -174,7 +186,15 @@ class Viewer:
         scene = body.get("scene")
         if scene is not None and not isinstance(scene, str):
             raise BadRequest("scene is a string (the setting the first speaker answers)", param="scene")
-        scene = " ".join((scene or "").split())
+        from ...serve.privacy import check_user, scrub
+
+        scene = scrub(" ".join((scene or "").split()))  # the transcript keeps no email, phone, address, ... (PII)
+        user = body.get("user")
+        if user is not None:
+            try:
+                out["user"] = check_user(user)
+            except ZephyraError as e:
+                raise BadRequest(str(e), param="user") from None
         if len(scene) > MAX_SCENE:
             raise BadRequest(f"scene is {len(scene)} characters; at most {MAX_SCENE}", param="scene")
         out["scene"] = scene or None
@@ -202,6 +222,8 @@ class Viewer:
                                     log=self.root / f"{cid}.jsonl", names=self.names)
             except DataError as e:
                 raise BadRequest(str(e)) from None
+            if s.get("user"):
+                self.store.own(cid, s["user"])  # whose it is, so that the purge finds it (serve/privacy.py)
             thread = threading.Thread(target=self._run, args=(cid, talk), daemon=True, name=f"zephyra-talk-{cid}")
             self.running[cid] = thread
         thread.start()
@@ -285,6 +307,8 @@ def add_routes(app, server, *, names: dict[str, str], conversations: Path) -> Vi
 
     viewer = Viewer(server, names, conversations)
     app.state.shakespeare = viewer
+    if getattr(server, "privacy", None) is not None:
+        server.privacy.register(viewer.store)
 
     def refuse(e: BadRequest) -> JSONResponse:
         return JSONResponse(e.body(), status_code=e.status, headers=dict(e.headers))

@@ -3,7 +3,7 @@ behind the server's keys, on the server's own system (the math adapter joins it 
 
     zephyra serve --tutor runs/tutor --api-key sk-local
 
-    POST /tutor/chat          {"message", "subject"?, "session"?, "image_id"?, "stream"?}: the tutor's turn as SSE
+    POST /tutor/chat          {"message", "subject"?, "session"?, "image_id"?, "stream"?, "user"?}: the turn as SSE
                               events ``context`` (the passages), ``delta`` (the turn's text in pieces), ``done`` (the
                               whole JSON: text, subject, adapter, sources, tool_calls, session); "stream": false: one
                               JSON. A session keeps the conversation: a learner's reply to a math problem is checked
@@ -13,7 +13,8 @@ behind the server's keys, on the server's own system (the math adapter joins it 
 
 The turn is made whole before any of it is sent: the answer guard (socratic.guard) must see all of it, so the
 ``delta`` events replay the guarded text in pieces. Requests are logged with ids, subject and lengths, never the
-learner's text. Serve imports no application (tests/core/test_architecture.py): ``serve_tutor`` returns what
+learner's text. A session with a ``user`` is removed by the server's purge (POST /v1/admin/purge). Serve
+imports no application (tests/core/test_architecture.py): ``serve_tutor`` returns what
 ``create_app(..., extensions=[...])`` calls with the app and the server.
 """
 
@@ -64,6 +65,7 @@ class Session:
         self.id, self.lock = sid, threading.Lock()
         self.task, self.step, self.solved = None, 0, False  # the math problem being worked through
         self.subject: str | None = None
+        self.user: str | None = None  # whose session it is (the request's "user"): the purge removes it
         self.said: list[tuple[str, str]] = []
         self.context: dict | None = None  # what the last turn retrieved and why
 
@@ -89,6 +91,14 @@ class Backend:
             if s is not None:
                 self.sessions.move_to_end(sid)
             return s
+
+    def forget(self, user: str) -> int:
+        """Drop ``user``'s sessions (the purge: serve/privacy.py); how many."""
+        with self._lock:
+            mine = [sid for sid, s in self.sessions.items() if s.user == user]
+            for sid in mine:
+                del self.sessions[sid]
+        return len(mine)
 
     def add_image(self, data: bytes) -> str:
         from .vision import load_image
@@ -190,6 +200,10 @@ def add_routes(app, server, *, backend: Backend) -> Backend:
     from .vision import MAX_BYTES
 
     app.state.tutor = backend
+    if getattr(server, "privacy", None) is not None:  # the sessions hold the learners' text: purged per user
+        from ...serve.privacy import MemoryStore
+
+        server.privacy.register(MemoryStore("tutor sessions", backend.forget))
 
     def refuse(e: BadRequest, what: str, started: float, **fields) -> JSONResponse:
         _log(what, e.status, started, **fields)
@@ -212,6 +226,9 @@ def add_routes(app, server, *, backend: Backend) -> Backend:
                 raise BadRequest(f"{key} must be a string", param=key)
         if sid is not None and not ID.fullmatch(sid):
             raise BadRequest("session must be letters, digits, '_', '.', '-' (at most 100)", param="session")
+        user = body.get("user")
+        if user is not None and not (isinstance(user, str) and ID.fullmatch(user)):
+            raise BadRequest("user must be letters, digits, '_', '.', '-' (at most 100)", param="user")
         stream = body.get("stream", True)
         if not isinstance(stream, bool):
             raise BadRequest("stream must be true or false", param="stream")
@@ -230,6 +247,8 @@ def add_routes(app, server, *, backend: Backend) -> Backend:
             n = len(message)
             s = backend.session(sid)
             sid = s.id
+            if body.get("user"):
+                s.user = body["user"]
 
             def work():
                 with s.lock:  # one turn at a time in a session

@@ -55,12 +55,17 @@ _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, as
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 MAX_EXPRESSION = 200
 MAX_EXPONENT = 64
+MAX_BITS = 4096  # a power's result at most this many bits (nested powers otherwise take minutes and gigabytes)
 
 
 def _eval(node) -> Fraction:
     if isinstance(node, ast.Expression):
         return _eval(node.body)
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        if isinstance(node.value, float) and not math.isfinite(node.value):  # 1e309 reads as inf
+            raise ToolError("calculator: the number is too large")
+        if isinstance(node.value, int) and node.value.bit_length() > MAX_BITS:
+            raise ToolError("calculator: the number is too large")
         return Fraction(str(node.value))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
@@ -73,14 +78,22 @@ def _eval(node) -> Fraction:
                 raise ToolError(f"calculator: exponents must be whole numbers up to {MAX_EXPONENT}")
             if a == 0 and b < 0:
                 raise ToolError("calculator: division by zero")
-        return _BIN[type(node.op)](a, b)
+            if (a.numerator.bit_length() + a.denominator.bit_length()) * abs(b) > MAX_BITS:  # ((9**64)**64)**64
+                raise ToolError("calculator: the result is too large")
+        out = _BIN[type(node.op)](a, b)
+        if out.numerator.bit_length() + out.denominator.bit_length() > 4 * MAX_BITS:
+            raise ToolError("calculator: the result is too large")
+        return out
     raise ToolError("calculator: only numbers, + - * / // % ** and parentheses are allowed")
 
 
 def _show(x: Fraction) -> str:
     if x.denominator == 1:
         return str(x.numerator)
-    return f"{float(x):.10g}"
+    try:
+        return f"{float(x):.10g}"
+    except OverflowError:
+        raise ToolError("calculator: the result is too large") from None
 
 
 def calculate(expression: str) -> str:
@@ -241,9 +254,11 @@ class Toolbox:
     def execute(self, call: Mapping) -> str:
         """An OpenAI tool_calls entry -> the result text; a bad call is refused in words, never raised, so the
         model sees the refusal as the tool's result."""
-        fn = call.get("function") or {}
+        fn = call.get("function") if isinstance(call, Mapping) else None
+        if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
+            return "error: a tool call is {'type': 'function', 'function': {'name', 'arguments'}}"
         try:
-            return self.run(fn.get("name"), fn.get("arguments") or "{}")
+            return self.run(fn["name"], fn.get("arguments") or "{}")
         except ToolError as e:
             return f"error: {e}"
 
