@@ -119,16 +119,20 @@ def test_resume_never_refuses_to_mix_with_old_checkpoints(tmp_path, reference):
         train(cfg)
 
 
+def _torchrun(recipe: Path, *overrides: str):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "zephyra.training", "base", str(recipe),
+           *overrides]
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path, reference):
     """torchrun, 2 processes x micro-batch 8 (no accumulation) against 1 process x 2 micro-batches of 8."""
     d, ref_out = reference
     d = {**d, "out_dir": str(tmp_path / "run"), "max_steps": 12, "save_every": 6, "eval_every": 6}
     one = {**d, "out_dir": str(tmp_path / "one")}
     train(load_recipe(write_recipe(tmp_path / "one.yaml", one)))
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "zephyra.training", "base",
-           str(write_recipe(tmp_path / "two.yaml", d))]
-    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    done = _torchrun(write_recipe(tmp_path / "two.yaml", d))
     assert done.returncode == 0, done.stderr[-3000:]
     two, single = losses(tmp_path / "run"), losses(tmp_path / "one")
     assert sorted(two) == list(range(1, 13))
@@ -150,13 +154,6 @@ def test_resume_from_a_copied_checkpoint_is_exact_for_every_arch_and_optimizer(t
     want = {k: v for k, v in losses(tmp_path / "a").items() if k > 3}  # b has no log of the steps before
     assert losses(tmp_path / "b") == want and sorted(want) == [4, 5, 6]
     assert resumed["metrics"]["val_loss"] == full["metrics"]["val_loss"]
-
-
-def _torchrun(recipe: Path, *overrides: str):
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "zephyra.training", "base", str(recipe),
-           *overrides]
-    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
 
 
 def test_fsdp_over_two_processes_matches_one_and_resumes_exactly(tmp_path, reference):

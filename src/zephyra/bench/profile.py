@@ -64,7 +64,7 @@ def profile_arch(arch: str, cfg: ProfileConfig, out: Path) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from .train_step import build
+    from .train_step import build, training_step
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(0)
@@ -74,11 +74,7 @@ def profile_arch(arch: str, cfg: ProfileConfig, out: Path) -> dict:
     x = torch.randint(3, cfg.vocab, (cfg.batch, cfg.seq))
 
     def train_step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(input_ids=x, labels=x).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        training_step(model, opt, x, bf16)
 
     model.train()
     for _ in range(cfg.warmup):

@@ -37,6 +37,16 @@ def build(arch: str, preset: str, vocab: int, seq: int, attn: str | None):
     return model, non_embedding_params(model)
 
 
+def training_step(fn, opt, x: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """One forward + backward + optimizer step on ``x`` as its own labels (bf16 autocast or not); the loss."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = fn(input_ids=x, labels=x).loss
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
+
+
 def measure(arch: str, preset: str, batch: int, seq: int, dtype: str, steps: int, warmup: int, vocab: int,
             threads: int, compile_: bool, attn: str | None) -> dict:
     torch.set_num_threads(threads)
@@ -51,12 +61,7 @@ def measure(arch: str, preset: str, batch: int, seq: int, dtype: str, steps: int
     use_bf16 = dtype == "bf16"
 
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-            loss = step_fn(input_ids=x, labels=x).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss
+        return training_step(step_fn, opt, x, use_bf16)
 
     for _ in range(warmup):
         step()
@@ -89,12 +94,7 @@ def interleaved(archs: list[str], preset: str, batch: int, seq: int, dtype: str,
         runners[arch] = (fn, torch.optim.AdamW(model.parameters(), lr=1e-4))
 
     def step(arch):
-        fn, opt = runners[arch]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            loss = fn(input_ids=x, labels=x).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        training_step(*runners[arch], x, dtype == "bf16")
 
     out = {a: [] for a in archs}
     for i in range(warmup + steps):
