@@ -90,7 +90,7 @@ def tokenizer_train(
     out: Annotated[Path, typer.Option(help="directory to write the tokenizer to")] = Path("runs/tokenizer"),
     vocab_size: Annotated[int, typer.Option(help="vocabulary size, special tokens included")] = 4096,
 ) -> None:
-    """Train a byte-level BPE tokenizer with a chat template on text files.
+    """Train a byte-level BPE tokenizer with a chat template on text files (a .jsonl file: each record's "text").
 
     zephyra tokenizer train --text a.txt --text b.txt --vocab-size 4096 --out runs/tokenizer
     """
@@ -101,12 +101,33 @@ def tokenizer_train(
         if not p.is_file():
             clikit.fail(f"{p}: no such file")
 
-    def lines():
-        for p in text:
+    def read(p: Path) -> list[str]:
+        try:
+            body = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            clikit.fail(f"{p}: not UTF-8 text (byte {e.start})")
+        if p.suffix != ".jsonl":
+            return body.splitlines()
+        out = []  # the project's JSONL (runs/data/*): each record's "text"
+        for n, line in enumerate(body.splitlines(), 1):
+            if not line.strip():
+                continue
             try:
-                yield from p.read_text(encoding="utf-8").splitlines()
-            except UnicodeDecodeError as e:
-                clikit.fail(f"{p}: not UTF-8 text (byte {e.start})")
+                rec = json.loads(line)
+            except ValueError:
+                clikit.fail(f"{p}:{n}: not JSON (a .jsonl file holds one record a line)")
+            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+                clikit.fail(f"{p}:{n}: a record without a 'text' string (a .jsonl file is read as records)")
+            out.extend(rec["text"].splitlines())
+        return out
+
+    texts = [read(p) for p in text]
+    if not any(line.strip() for t in texts for line in t):
+        clikit.fail(f"--text: no text in {', '.join(map(str, text))}")
+
+    def lines():
+        for t in texts:
+            yield from t
 
     tok = train_tokenizer(lines(), out, vocab_size=vocab_size, sources={str(p): sha256_file(p) for p in text})
     typer.echo(f"tokenizer with {len(tok)} tokens written to {out}")
@@ -121,7 +142,7 @@ def bench_adapters(ctx: typer.Context) -> None:
     """
     from .bench.adapters import main as bench_main
 
-    bench_main(list(ctx.args))
+    bench_main(list(ctx.args), parser=clikit.ArgParser, prog="zephyra bench adapters")
 
 
 @bench_app.command("model")

@@ -14,6 +14,7 @@ catches and re-words errors itself.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import warnings
 from typing import NoReturn
@@ -46,6 +47,14 @@ class _Group(TyperGroup):
                 raise
             click.echo(f"error: {one_line(e)}", err=True)
             ctx.exit(EXIT_USER)
+
+
+class ArgParser(argparse.ArgumentParser):
+    """An argparse parser for a verb that hands its options on (``zephyra bench adapters ...``): a bad option is
+    the project's one ``error:`` line (a ZephyraError), not argparse's usage text and exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ZephyraError(f"{message} (see '{self.prog} --help')")
 
 
 def app(help: str, **options) -> typer.Typer:

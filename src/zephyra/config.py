@@ -185,8 +185,8 @@ def read_yaml(path: str | os.PathLike) -> dict:
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(e, "problem", None) or type(e).__name__
         raise ConfigError(f"{path}{line}: malformed YAML ({problem})") from None
-    if tree is None:
-        return {}
+    if tree is None:  # an empty file (or only comments) given on purpose is a mistake: its defaults need no file
+        raise ConfigError(f"{path}: the config file is empty (no keys)")
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(tree).__name__}")
     return tree

@@ -60,6 +60,18 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     return record
 
 
+def file_table(directory: str | os.PathLike, recursive: bool = False) -> dict[str, dict]:
+    """``{name: {"sha256", "bytes"}}`` of every file in ``directory`` but the manifest (``recursive``: files in
+    sub-directories too, by their relative POSIX path), for ``write_manifest(..., files=...)`` and
+    ``verify_files`` at load."""
+    from .io import sha256_file
+
+    directory = Path(directory)
+    found = directory.rglob("*") if recursive else directory.iterdir()
+    return {p.relative_to(directory).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(found) if p.is_file() and p.relative_to(directory).as_posix() != MANIFEST}
+
+
 def verify_files(directory: str | os.PathLike, manifest: dict | None = None) -> dict:
     """``manifest`` (read from ``directory`` when None) once every file its ``files`` table lists (``{name:
     {"sha256", "bytes"}}``, as training writes beside a model) is there with its size and hash; a one-line

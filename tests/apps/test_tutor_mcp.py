@@ -113,6 +113,7 @@ def test_tutor_ask_and_a_session_that_continues_across_connections(tmp_path):
 
 
 def test_stdio_subprocess_lists_tools_and_calculates(tmp_path):
+    (tmp_path / "tutor").mkdir()  # a tutor root without indexes yet; no base: the tools work, tutor_ask refuses
     params = StdioServerParameters(command=sys.executable, args=[
         "-m", "zephyra", "mcp", "--transport", "stdio", "--root", str(tmp_path / "tutor"), "--base",
         str(tmp_path / "nobase"), "--sessions", str(tmp_path / "sessions")], env={**os.environ, "HF_HUB_OFFLINE": "1"})

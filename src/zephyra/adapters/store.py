@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import ArtifactError
 from ..io import atomic_directory
-from ..manifest import read_manifest, write_manifest
+from ..manifest import file_table, read_manifest, verify_files, write_manifest
 from .fingerprint import FINGERPRINT_ATTR, BaseFingerprint, base_fingerprint, unwrap
 from .methods import AdapterConfigError, AdapterSpec, peft_config
 from .quant import quantize_base_
@@ -119,15 +119,17 @@ def save_adapter(model: PeftModel, adapter_dir: str | os.PathLike, *, name: str 
         write_manifest(tmp, "adapter", config={"adapter": spec.to_dict(), "peft": _jsonable(
             model.peft_config[name].to_dict()), "run": config or {}}, inputs=data_hashes or {},
             metrics=metrics or {}, name=name, domain=domain or name, method=spec.method,
-            base=fingerprint.to_dict())
+            base=fingerprint.to_dict(), files=file_table(tmp))
     return Path(adapter_dir)
 
 
 def check_adapter_base(adapter_dir: str | os.PathLike, fingerprint: BaseFingerprint) -> dict:
-    """The adapter's manifest, if it was trained on the base with this fingerprint; else a one-line error."""
+    """The adapter's manifest, if it was trained on the base with this fingerprint and its files are the ones it
+    recorded (manifest.verify_files; older adapters without the table are not checked); else a one-line error."""
     manifest = read_manifest(adapter_dir)
     if manifest.get("kind") != "adapter":
         raise AdapterMismatchError(f"{adapter_dir}: not an adapter (manifest kind {manifest.get('kind')!r})")
+    verify_files(adapter_dir, manifest)
     recorded = manifest.get("base") or {}
     if recorded.get("fingerprint") != fingerprint.digest:
         raise AdapterMismatchError(

@@ -366,9 +366,10 @@ def markdown(result: dict, cfg: AdapterBenchConfig) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, parser: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+         prog: str | None = None) -> None:
     """python -m zephyra.bench.adapters --preset small --batch 8 --new-tokens 64 --rounds 15 --threads 1"""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(prog=prog, description=__doc__.split("\n")[0])
     for f in ("preset", "dtype"):
         p.add_argument(f"--{f}", default=getattr(AdapterBenchConfig, f))
     for f in ("batch", "prompt_len", "new_tokens", "adapters", "rank", "rounds", "step_rounds", "warmup", "threads",

@@ -34,9 +34,14 @@ WhyOpt = Annotated[str | None, typer.Option("--why", help="the reason, kept in t
 ROOT = Path("runs/registry")
 
 
-def _registry(root: Path):
+def _registry(root: Path, *, existing: bool = False):
+    """The registry at ``root``; ``existing``: for the verbs that only read, a missing root (or a file) is a one-line
+    error rather than an empty registry (a mistyped --root would otherwise list nothing and exit 0)."""
     from .store import Registry
 
+    if existing and not root.is_dir():
+        clikit.fail(f"--root {root}: no registry there ({'a file' if root.exists() else 'no such directory'}; "
+                    "zephyra registry push DIR --name NAME makes one)")
     return Registry(root)
 
 
@@ -62,7 +67,7 @@ def push(src: Annotated[Path, typer.Argument(help="adapter or router directory")
 @app.command("list")
 def list_(root: RootOpt = ROOT, as_json: JsonOpt = False) -> None:
     """Every name with its stable and canary versions."""
-    rows = _registry(root).list()
+    rows = _registry(root, existing=True).list()
     lines = [f"{r['name']}: stable {r['stable']}, canary {r['canary'] or '-'}"
              + (f" ({r['canary_percent']:g}%)" if r["canary"] else "") + f", {r['versions']} versions" for r in rows]
     _out({"names": rows}, as_json, "\n".join(lines) or f"the registry {root} is empty")
@@ -81,7 +86,7 @@ def show(name: str, root: RootOpt = ROOT, as_json: JsonOpt = False) -> None:
 def log(name: Annotated[str | None, typer.Argument(help="one name (default: all)")] = None,
         root: RootOpt = ROOT, as_json: JsonOpt = False) -> None:
     """The deployment log: when, who, what, from -> to, why."""
-    rows = _registry(root).log(name)
+    rows = _registry(root, existing=True).log(name)
     lines = [f"{r['time']}  {r['who']}  {r['name']}  {r['action']}: {r['from'] or '-'} -> {r['to']}"
              + (f"  ({r['why']})" if r.get("why") else "") for r in rows]
     _out({"log": rows}, as_json, "\n".join(lines) or "no entries")
@@ -168,7 +173,7 @@ def check_data(names: Annotated[list[str] | None, typer.Argument(help="dataset n
                root: RootOpt = ROOT, as_json: JsonOpt = False) -> None:
     """Whether each registered dataset's source directory still holds what was registered (stable version);
     exit 1 when one changed or is missing."""
-    reg = _registry(root)
+    reg = _registry(root, existing=True)
     rows = [reg.check_source(n) for n in (names or [n for n in reg.names() if n.startswith("data")])]
     bad = [r for r in rows if r["status"] != "ok"]
     _out({"datasets": rows, "changed": len(bad)}, as_json,

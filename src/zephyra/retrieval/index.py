@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import ArtifactError, ConfigError, DataError
 from ..io import atomic_directory, sha256_bytes
-from ..manifest import read_manifest, write_manifest
+from ..manifest import file_table, read_manifest, verify_files, write_manifest
 from .embed import Encoder
 
 MODES = ("hybrid", "dense", "sparse")
@@ -219,7 +219,7 @@ def build_index(chunks: Sequence[dict], out: str | os.PathLike, *, domain: str, 
                        inputs=inputs or {}, metrics={"chunks": len(chunks), **timings}, domain=domain,
                        embedding={"model": getattr(encoder, "name", None), "dim": getattr(encoder, "dim", None),
                                   "dense": dense} if encoder is not None else None,
-                       chunks_sha256=chunks_digest(chunks))
+                       chunks_sha256=chunks_digest(chunks), files=file_table(tmp, recursive=True))
     log(f"  index {domain}: {len(chunks):,} chunks in {timings['seconds']:.0f} s -> {out}")
     return KnowledgeIndex.load(out, encoder=encoder)
 
@@ -359,6 +359,7 @@ class KnowledgeIndex:
         manifest = read_manifest(path)
         if manifest.get("kind") != KIND:
             raise ArtifactError(f"{path}: a {manifest.get('kind')!r} artifact, not a knowledge index")
+        verify_files(path, manifest)  # chunks, BM25 and FAISS files as built (an index without the table: unchecked)
         with open(path / "chunks.jsonl", encoding="utf-8") as f:
             chunks = [json.loads(line) for line in f if line.strip()]
         if not chunks:

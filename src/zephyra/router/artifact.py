@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from ..adapters import BaseFingerprint, base_fingerprint
 from ..adapters.fingerprint import unwrap
 from ..io import atomic_directory
-from ..manifest import read_manifest, write_manifest
+from ..manifest import file_table, verify_files, write_manifest
 from .calibration import Calibration
 from .decision import RouterArtifactError
 
@@ -45,7 +45,7 @@ def save_router_dir(out_dir: str | os.PathLike, spec: dict, tensors: dict[str, t
         save_file({k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
         write_manifest(tmp, "router", config=config or {}, inputs=inputs or {}, metrics=metrics or {},
                        router_kind=spec["kind"], labels=spec["labels"],
-                       base=base.to_dict() if base is not None else None)
+                       base=base.to_dict() if base is not None else None, files=file_table(tmp))
     return Path(out_dir)
 
 
@@ -56,7 +56,7 @@ def read_router_dir(path: str | os.PathLike, kind: str | None = None) -> tuple[d
         raise RouterArtifactError(f"{path}: not a router directory (needs {ROUTER_JSON} and {WEIGHTS}); "
                                   "train one with `zephyra router train`")
     try:
-        manifest = read_manifest(path)
+        manifest = verify_files(path)  # a router.json or weights file changed since training is refused by name
         spec = json.loads((path / ROUTER_JSON).read_text())
     except (FileNotFoundError, ValueError) as e:
         raise RouterArtifactError(str(e).splitlines()[0]) from None

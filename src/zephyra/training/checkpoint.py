@@ -23,7 +23,7 @@ import torch
 
 from ..io import atomic_directory, atomic_write_json, sha256_file
 from ..errors import ArtifactError
-from ..manifest import MANIFEST, read_manifest, write_manifest
+from ..manifest import MANIFEST, file_table, read_manifest, write_manifest  # noqa: F401  (file_table: re-exported)
 
 STEP_DIR = re.compile(r"^step-(\d{7,})$")
 
@@ -42,11 +42,6 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := STEP_DIR.match(p.name))]
     return sorted(found)
-
-
-def file_table(directory: Path) -> dict[str, dict]:
-    return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST}
 
 
 def verify(directory: str | os.PathLike) -> dict:

@@ -24,6 +24,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ...errors import DataError
+from ...io import append_line
+from ...retrieval.pii import PIIConfig, scrub_pii
 from .characters import check_characters, display
 
 
@@ -96,8 +98,7 @@ class Conversation:
         self.log = Path(log) if log is not None else None
         if self.log is not None:
             self.log.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.log, "a", encoding="utf-8") as out:
-                out.write(json.dumps(self.settings) + "\n")
+            append_line(self.log, json.dumps(self.settings))
         self.speaker = slugs[0]
         self.prompt = f"[{scene}]" if scene else f"{display(slugs[1])}: Good day, my lord."
         self.recalled: list[dict] = []
@@ -131,7 +132,8 @@ class Conversation:
             raise RuntimeError(f"turn {t}: generation failed: {completion.error}")
         raw = completion.text
         label = self.labels.search(raw)
-        text = " ".join((raw[:label.start()] if label else raw).split()) or "..."
+        # generated text is scrubbed as training text is (a memorised email or number is not repeated; names stay)
+        text = scrub_pii(" ".join((raw[:label.start()] if label else raw).split()), PIIConfig()) or "..."
         speaker = self.speaker
         turn = {"kind": "turn", "turn": t, "speaker": display(speaker), "adapter": self.names[speaker],
                 "version": self.versions[speaker], "text": text, "sources": [x["id"] for x in self.recalled],
@@ -140,8 +142,7 @@ class Conversation:
         if self.scorer is not None:
             turn["scores"] = turn_scores(self.scorer, speaker, text, [m["text"] for m in self.made[-2:]])
         if self.log is not None:
-            with open(self.log, "a", encoding="utf-8") as out:
-                out.write(json.dumps(turn) + "\n")
+            append_line(self.log, json.dumps(turn))
         self.made.append(turn)
         self.prompt = f"{display(speaker)}: {text}"
         self.speaker = next_speaker(text, speaker, self.slugs)
@@ -181,24 +182,45 @@ def converse_many(system, conversations: Sequence[Conversation]) -> list[list[di
             c.take(completion)
 
 
+FIRST_LINE_S = 5.0  # a transcript gets its settings line when it is created; an empty one this long is not one
+TURN_KEYS = ("turn", "speaker", "adapter", "version", "text")
+SETTINGS_KEYS = ("characters", "turns", "seed", "started")
+
+
+def _checked(path: Path, n: int, line: str) -> dict:
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        raise DataError(f"{path}: line {n} is not JSON: {line[:60]!r}") from None
+    kind = rec.get("kind") if isinstance(rec, dict) else None
+    want = {"settings": SETTINGS_KEYS, "turn": TURN_KEYS}.get(kind)
+    if want is None or (n == 1) != (kind == "settings"):
+        raise DataError(f"{path}: line {n} is not a transcript record (a settings line, then turns; "
+                        "zephyra converse --log FILE writes one)")
+    missing = [k for k in want if k not in rec]
+    if missing:
+        raise DataError(f"{path}: line {n} lacks {', '.join(missing)}")
+    return rec
+
+
 def watch(path: str | os.PathLike, *, follow: bool = True, idle: float = 0.5, stop_after: float | None = None
           ) -> Iterator[dict]:
     """The records of a transcript as they are appended (``follow``: keep waiting for more, until ``stop_after``
-    seconds without a new line)."""
+    seconds without a new line). A file that is not a transcript (empty past FIRST_LINE_S, a line that is not a
+    settings or turn record) is a one-line DataError."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such transcript (zephyra converse --log FILE writes one)")
-    waited = 0.0
+    waited, n = 0.0, 0
     with open(path, encoding="utf-8") as f:
         while True:
             line = f.readline()
             if line.strip():
-                waited = 0.0
-                try:
-                    yield json.loads(line)
-                except ValueError:
-                    raise DataError(f"{path}: a line that is not JSON: {line[:60]!r}") from None
+                waited, n = 0.0, n + 1
+                yield _checked(path, n, line)
                 continue
+            if n == 0 and (not follow or waited >= FIRST_LINE_S):
+                raise DataError(f"{path}: an empty transcript (no settings line)")
             if not follow or (stop_after is not None and waited >= stop_after):
                 return
             time.sleep(idle)

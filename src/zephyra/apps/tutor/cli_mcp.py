@@ -29,6 +29,14 @@ def mcp(transport: Annotated[str, typer.Option(help="stdio (a client launches th
         clikit.fail(f"--transport {transport!r}: expected stdio or http")
     if not 0 < port < 65536:
         clikit.fail(f"--port {port}: expected 1-65535")
+    # checked before the transport starts (stdio would otherwise wait on its input first); a missing base is
+    # allowed (the tools work without it, tutor_ask says so in one line), a missing tutor root is a typo
+    if not root.is_dir():
+        clikit.fail(f"--root {root}: {'a file' if root.exists() else 'no such directory'}, not the tutor's "
+                    "directory (zephyra tutor data --out DIR makes one)")
+    for flag, path in (("--base", base), ("--sessions", sessions)):
+        if path.exists() and not path.is_dir():
+            clikit.fail(f"{flag} {path}: a file, not a directory")
     from .mcp_server import serve
 
     serve(transport, host=host, port=port, root=root, base=base, sessions=sessions)
