@@ -23,6 +23,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # the usual permissions, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -52,18 +53,102 @@ def atomic_write_figure(fig, path: str | os.PathLike, dpi: int = 110, **options)
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import (not while threads write files)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK
+
+
+def _exchange_function():
+    """libc's ``renameat2`` when this system has it (Linux, glibc 2.28+), else None."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn
+
+
+_RENAMEAT2 = _exchange_function()
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap ``a`` and ``b`` in one atomic step (renameat2 RENAME_EXCHANGE); False where the system or the file
+    system cannot (the caller falls back to two renames)."""
+    if _RENAMEAT2 is None:
+        return False
+    import ctypes
+
+    if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not here
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_leftovers(final: Path) -> None:
+    """Remove the temporaries (and moved-aside old copies) a killed writer of ``final`` left beside it; a dead
+    writer's old copy is put back first if ``final`` itself is missing (the two-rename fallback's window)."""
+    for p in sorted(final.parent.glob(f".{glob_escape(final.name)}.*")):
+        parts = p.name[len(final.name) + 2:].split(".")
+        pid = parts[0].removeprefix("old-")
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        if parts[0].startswith("old-") and not final.exists():
+            os.replace(p, final)
+        elif p.is_dir() and (parts[-1] == "tmp" or parts[0].startswith("old-")):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
 @contextlib.contextmanager
 def atomic_directory(final: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
-    """Yields a fresh temporary directory beside ``final``; on success it replaces ``final`` in one rename
-    (the old one, if any, is moved aside first and removed after). On any error the temporary is removed
-    and ``final`` is untouched."""
+    """Yields a fresh temporary directory beside ``final``; on success it replaces ``final`` in one step: an
+    atomic exchange where the system has one (Linux renameat2), so ``final`` is always the old or the new
+    directory, never absent; elsewhere two renames (the old one moved aside first, put back by the next writer if
+    a kill fell between them). The old copy is removed after. On any error the temporary is removed and ``final``
+    is untouched; temporaries left by a killed writer are removed by the next one. The directory gets the
+    usual permissions (umask), not mkdtemp's 0700."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _clean_leftovers(final)
     if final.exists() and not overwrite:
         raise FileExistsError(f"{final} exists (pass overwrite to replace it)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
+        if final.exists() and _exchange(tmp, final):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old directory
+            return
         old = None
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")

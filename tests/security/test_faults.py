@@ -206,7 +206,16 @@ def index_code(out: Path, hook: str) -> str:
         bm25s.BM25.save = save
     elif hook == "manifest":                      # everything but the manifest written
         ix.write_manifest = lambda *a, **k: die()
-    elif hook == "swap":                          # the old index moved aside, the new one not yet renamed in
+    elif hook == "swap":                          # the atomic exchange done, the old copy not yet removed
+        import zephyra.io as zio
+        real_exchange = zio._exchange
+        def exchange(a, b):
+            assert real_exchange(a, b), "renameat2 exchange not available here"
+            die()
+        zio._exchange = exchange
+    elif hook == "two-renames":                   # no exchange: the old moved aside, the new not yet renamed in
+        import zephyra.io as zio
+        zio._exchange = lambda a, b: False
         real_replace = os.replace
         def replace(src, dst):
             real_replace(src, dst)
@@ -219,19 +228,27 @@ def index_code(out: Path, hook: str) -> str:
     """
 
 
-@pytest.mark.parametrize("hook", ["sparse", "manifest", "swap"])
+@pytest.mark.parametrize("hook", ["sparse", "manifest", "swap", "two-renames"])
 def test_an_index_build_killed_midway_leaves_the_old_complete_index(tmp_path, hook):
+    from zephyra.io import atomic_directory
     from zephyra.retrieval.index import KnowledgeIndex, build_index, chunks_digest, open_indexes
 
     out = tmp_path / "indexes" / "geography"
     build_index(chunks("old"), out, domain="geography", encoder=None, log=lambda s: None)
     assert_killed(child(index_code(out, hook)))
-    if hook == "swap" and not out.exists():
-        # the one window of atomic_directory: the old index is moved aside (".geography.old-PID", complete)
-        # before the new one is renamed in; the path is absent, never half-written
+    if hook == "swap":  # killed after the exchange: the path is the new index, complete; the old one is left over
+        assert KnowledgeIndex.load(out).manifest["chunks_sha256"] == chunks_digest(chunks("new"))
+        assert [p.name for p in out.parent.iterdir() if p.name.startswith(".geography.")]
+    elif hook == "two-renames":
+        # the fallback's window (no renameat2): the old index moved aside (".geography.old-PID", complete) before
+        # the new one is renamed in; the path is absent, never half-written, and the next writer puts it back
+        assert not out.exists()
         aside = [p for p in out.parent.iterdir() if ".old-" in p.name]
         assert len(aside) == 1 and KnowledgeIndex.load(aside[0]).manifest["chunks_sha256"] == chunks_digest(
             chunks("old"))
+        with pytest.raises(RuntimeError), atomic_directory(out):  # a writer that fails still restores the old
+            raise RuntimeError("no")
+        assert KnowledgeIndex.load(out).manifest["chunks_sha256"] == chunks_digest(chunks("old"))
     else:
         idx = KnowledgeIndex.load(out)  # loads, and is the old one
         assert idx.manifest["chunks_sha256"] == chunks_digest(chunks("old"))
@@ -240,6 +257,20 @@ def test_an_index_build_killed_midway_leaves_the_old_complete_index(tmp_path, ho
     rebuilt = build_index(chunks("new"), out, domain="geography", encoder=None, log=lambda s: None)  # a rerun works
     assert KnowledgeIndex.load(out).manifest["chunks_sha256"] == chunks_digest(chunks("new")) == \
         rebuilt.manifest["chunks_sha256"]
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # the killed writer's leftovers gone
+
+
+def test_atomic_writes_get_the_umask_permissions_not_the_temporaries(tmp_path):
+    """mkdtemp makes 0700 and mkstemp 0600: an artifact others should read (the shipped guard weights, a model
+    directory) would stay private to its writer; atomic_directory and atomic_write_* give the umask's."""
+    from zephyra.io import atomic_directory, atomic_write_text
+
+    mask = os.umask(0)
+    os.umask(mask)  # this process's umask, as io read it at import
+    with atomic_directory(tmp_path / "art") as tmp:
+        atomic_write_text(tmp / "a.json", "{}")
+    assert (tmp_path / "art").stat().st_mode & 0o777 == 0o777 & ~mask != 0o700
+    assert (tmp_path / "art" / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask != 0o600
 
 
 # --------------------------------------------------------------------------------------------------------------
