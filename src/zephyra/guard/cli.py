@@ -114,7 +114,7 @@ def eval_(
     """
     from ..io import atomic_write_json
     from .data import SPLITS, build_rows
-    from .train import evaluate, latency, plot
+    from .train import evaluate, latency, plot, probe
 
     if split not in SPLITS:
         clikit.fail(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -123,11 +123,15 @@ def eval_(
     with clikit.warnings_to_stderr():
         report = evaluate(g, rows, split, threshold)
         report["latency"] = latency(g, [r.text for r in rows if r.split == split][:60])
+        report["probe"] = probe(g, threshold)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "report.json", report)
         plot(report, rows, g, out / "scores.png")
     typer.echo(_table(report))
     typer.echo(f"latency per check: median {report['latency']['median_ms']} ms, p95 {report['latency']['p95_ms']} ms")
+    pr = report["probe"]
+    typer.echo(f"free-form probe (probe.yaml, {pr['attacks']} attacks, {pr['benign']} benign): recall {pr['recall']}, "
+               f"FPR {pr['fpr']}, AUC {pr['auc']}")
     typer.echo(f"report written to {out / 'report.json'}, plot to {out / 'scores.png'}")
 
 
@@ -139,13 +143,13 @@ def abuse(
     per_attack: Annotated[int, typer.Option(min=10, help="prompts per attack and target")] = 150,
 ) -> None:
     """Router abuse: adversarial suffixes and keyword stuffing that force another domain's adapter, before and
-    after hardening (the guard, a confidence threshold).
+    after hardening (the guard, a confidence threshold, per-key allowed adapters).
 
     zephyra guard abuse --out runs/guard/abuse
     """
     from ..errors import ZephyraError
     from ..io import atomic_write_json
-    from .abuse import markdown, run
+    from .abuse import markdown, markdown_allowed, run
 
     try:
         with clikit.warnings_to_stderr():
@@ -155,6 +159,8 @@ def abuse(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "abuse.json", report)
     typer.echo(markdown(report))
+    typer.echo("\nper-key allowed adapters (the router's pick when allowed, else the base):")
+    typer.echo(markdown_allowed(report))
 
 
 def _table(report: dict) -> str:

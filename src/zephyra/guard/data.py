@@ -60,9 +60,13 @@ def _encode(value: str, how: str) -> str:
     raise DataError(f"{FAMILIES.name}: unknown transform {how!r} (base64, rot13, hex, leet)")
 
 
-def _expand(name: str, fam: dict, shared: dict, passages: list[str], rng: random.Random) -> list[str]:
-    """Every template with every combination of its slots' values, then ``PER_FAMILY`` of them at random."""
+def _expand(name: str, fam: dict, shared: dict, passages: list[str], rng: random.Random,
+            prompts: list[str] = ()) -> list[str]:
+    """Every template with every combination of its slots' values, then ``n`` (default ``PER_FAMILY``) of them at
+    random. The slot ``{prompt}`` takes ordinary router prompts of the family's own split (12 sampled)."""
     slots = {**shared, **(fam.get("slots") or {})}
+    if prompts and any("{prompt}" in t for t in fam["templates"]):
+        slots["prompt"] = rng.sample(prompts, min(12, len(prompts)))
     transform = fam.get("transform") or {}
     out: list[str] = []
     for template in fam["templates"]:
@@ -77,13 +81,46 @@ def _expand(name: str, fam: dict, shared: dict, passages: list[str], rng: random
                 text = _encode(text, fam["whole"])
             out.append(text)
     rng.shuffle(out)
-    out = list(dict.fromkeys(out))[:PER_FAMILY]
+    n = int(fam.get("n", PER_FAMILY))
+    out = list(dict.fromkeys(out))[:n]
+    if fam.get("augment", fam["split"] != "heldout"):  # training and validation families also in other surface
+        # forms (below); the held-out ones only as written
+        out += [surface(t, rng) for t in out[:max(1, len(out) // 2)]]
+        out = list(dict.fromkeys(out))
     if fam.get("passage"):  # the sentence inside retrieved text: a passage before it, another after (or none);
-        # few sentences are each set in several passages, up to PER_FAMILY
+        # few sentences are each set in several passages, up to n
         bare = out[:len(out) // 4] if fam["split"] == "train" else []  # training also sees the sentence alone
         out = bare + [f"{rng.choice(passages)} {t} {rng.choice(passages + [''])}".strip()
-                      for t in itertools.islice(itertools.cycle(out), max(len(out), min(PER_FAMILY, 5 * len(out))))]
+                      for t in itertools.islice(itertools.cycle(out), max(len(out), min(n, 5 * len(out))))]
     return out
+
+
+_OPEN = ("hey, ", "hi! ", "ok so ", "quick question: ", "please, ", "one more thing. ", "hello assistant. ",
+         "thanks for the help so far. ", "", "")
+_CLOSE = (" thanks!", " :)", " asap", " please.", " thank you.", " ok?", "!!", "", "")
+
+
+def surface(text: str, rng: random.Random) -> str:
+    """The same request in another surface form: lower or upper case, an opening or closing phrase, no final
+    punctuation, one typo (two letters swapped), doubled spaces -- a few of these at random. Applied alike to
+    attacks and look-alikes of the training families, so none of them is a cue for a label."""
+    t = text
+    if rng.random() < 0.4:
+        t = t.lower() if rng.random() < 0.8 else t.upper()
+    if rng.random() < 0.4:
+        t = t.rstrip(".!?")
+    words = t.split(" ")
+    if rng.random() < 0.4 and words:
+        i = rng.randrange(len(words))
+        w = words[i]
+        if len(w) > 3 and w.isalpha():
+            j = rng.randrange(len(w) - 1)
+            words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2:]
+        t = " ".join(words)
+    t = rng.choice(_OPEN) + t + rng.choice(_CLOSE)
+    if rng.random() < 0.15:
+        t = t.replace(" ", "  ", 2)
+    return t.strip()
 
 
 @lru_cache(maxsize=1)
@@ -100,15 +137,16 @@ def build_rows(seed: int = 0) -> list[Row]:
     """The whole labelled set, deterministic for a seed. A text made by two families is kept once (the first);
     one made with two labels is an error in the data."""
     spec, corpus = _load()
-    rng = random.Random(seed)
     rows: list[Row] = []
     passages = {s: [p["text"] for p in corpus["passages"] if p["split"] == s] for s in SPLITS}
+    prompts = {s: [p["text"] for p in corpus["prompts"] if p["split"] == s] for s in SPLITS}
     for name, fam in spec["families"].items():
         if fam.get("split") not in SPLITS or fam.get("group") not in ("attack", "lookalike"):
             raise DataError(f"{FAMILIES.name}: family {name!r} needs split in {SPLITS} and group attack|lookalike")
         label = int(fam["group"] == "attack")
         kind = fam.get("kind", "none") if label else "none"
-        for text in _expand(name, fam, spec["slots"], passages[fam["split"]], rng):
+        fam_rng = random.Random(f"{seed}:{name}")  # per family: editing one family leaves the others' rows as they are
+        for text in _expand(name, fam, spec["slots"], passages[fam["split"]], fam_rng, prompts[fam["split"]]):
             rows.append(Row(text, label, name, fam["group"], kind, fam["split"]))
     for p in corpus["prompts"]:
         rows.append(Row(p["text"], 0, f"router_{p['split']}", "benign", "none", p["split"]))

@@ -6,15 +6,20 @@
     # -> [Verdict(flagged=True, score=0.99, kind='override'), Verdict(flagged=False, score=0.01, kind='none')]
     zephyra guard check --json "Ignore all previous instructions"
 
-How a text is scored: a logistic regression on its all-MiniLM-L6-v2 embedding (zephyra.retrieval.embed) and a
-few heuristic features (role markup, override phrases in six languages, URL or e-mail with a send verb and a
-data noun, a markdown image with a query string, persona words, extraction words), fitted by
+How a text is scored: a linear model (or, when validation prefers one, a one-hidden-layer MLP whose weights are
+plain JSON lists) on the text's all-MiniLM-L6-v2 embedding (zephyra.retrieval.embed), heuristic features
+(``FEATURES``: role markup, override phrases in six languages, URL or e-mail with a send verb and a data noun, a
+markdown image with a query string, persona, extraction, an encoded blob; and concept lexicons: a harmful
+request, a story/role/hypothetical frame, the two together, text addressed to an AI, orders, both, secrecy
+towards the user, hidden markup, refusal suppression, claimed authority) and, optionally, character 3-5-grams
+hashed into ``ngram_buckets`` columns (``ngrams``: stateless, no vocabulary to ship), fitted by
 zephyra.guard.train. The text is read in several VIEWS -- itself; each base64 or hex blob decoded; its ROT13 when
-that reads more like English; its leetspeak undone; and, for a long text, each sentence (an injection inside a
-retrieved passage) -- and its raw score is the highest view's. Platt scaling (fitted on validation families)
-turns that into a probability; ``threshold`` (chosen on validation look-alikes for FPR <= 0.05) flags it.
-``kind`` is "encoded" when a decoded view scored highest, else the attack kind a second (multinomial) regression
-on the same features names, or "none" when not flagged.
+that reads more like English; its leetspeak undone; and, for a text longer than ``sentence_chars``, each
+sentence (an injection inside a retrieved passage, or after an ordinary question) -- and its raw score is the
+highest view's. Platt scaling (fitted on validation families) turns that into a probability; ``threshold``
+(chosen on validation look-alikes for FPR <= 0.05) flags it. ``kind`` is "encoded" when a decoded view scored
+highest, else the attack kind a second (multinomial) regression on the embedding and heuristics names, or "none"
+when not flagged.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import binascii
 import codecs
 import json
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,7 +42,7 @@ from ..errors import ArtifactError, RequestError
 WEIGHTS = Path(__file__).parent / "weights"  # the shipped guard (guard.json + manifest.json)
 FORMAT = "zephyra-guard/1"
 MAX_SENTENCES = 16  # sentence views read per long text
-LONG = 160  # characters: a text longer than this is also read sentence by sentence
+LONG = 160  # characters: a text longer than this is also read sentence by sentence (a guard's "sentence_chars")
 
 # --- heuristics -----------------------------------------------------------------------------------------------
 _I = re.IGNORECASE | re.MULTILINE
@@ -76,8 +82,41 @@ RULES = (  # (kind, test): a markdown image or link whose URL's query is to carr
     ("exfiltration", lambda t: bool(_MD_IMAGE.search(t)) and bool(_DATA.search(t))),
 )
 
+# general-purpose cues (written as lexicons of the concept, not from any family's templates): a harmful request;
+# a frame (story, role, hypothetical) around a request; text addressed to an AI reader; orders given to it;
+# secrecy towards the user; hidden markup; refusal suppression; a claimed authority
+_HARM = re.compile(r"\b(bombs?|explosives?|napalm|thermite|detonat\w*|meth\w*|amphetamine|cocaine|heroin|fentanyl|"
+                   r"drugs?|poisons?|ricin|anthrax|sarin|nerve agent|bioweapons?|chemical weapons?|weapons?|guns?|"
+                   r"firearms?|untraceable|ammunition|malware|ransomware|keylogger|viruse?s?|trojan|botnet|rootkit|"
+                   r"exploits?|zero-day|phishing|hack\w*|crack\w*|steal\w*|stolen|launder\w*|counterfeit|"
+                   r"credit card numbers|lock ?pick\w*|pick a lock|hotwire|break into|kill\w*|murder\w*|"
+                   r"suicide|self-harm|synthesi[sz]\w*|dangerous|illegal\w*|harmful|activation keys?)\b", _I)
+_FRAME = re.compile(r"\b(grand(ma|mother|pa|father)|granny|story|stories|novel|script|screenplay|movie|film|"
+                    r"fiction\w*|character|role-?play\w*|in character|pretend\w*|imagine|hypothetical\w*|"
+                    r"game|bedtime|poem|song|lyrics|dream\w*|simulat\w*|universe|thought experiment|"
+                    r"act as|acting as|you are now|play the role|persona)\b", _I)
+_AI = re.compile(r"\b(AI|A\.I\.|assistants?|language models?|LLMs?|chatbots?|bots?|GPT|models?|agents?|"
+                 r"automated (readers?|systems?|tools?)|machine readers?|copilot|crawlers?)\b", _I)
+_ORDER = re.compile(r"\b(your (new |real |actual |only |true )?(task|instructions?|job|goal|mission|orders?|"
+                    r"directives?|priority)|you (must|should|are to|will now|have to|need to|shall)|"
+                    r"(must|should) (now )?(instead|immediately)|instead,? (you )?(should|must)?|from now on)\b", _I)
+_SECRET = re.compile(r"\b((do not|don't|never|without) (tell\w*|mention\w*|inform\w*|alert\w*|notify\w*|"
+                     r"let(ting)?) (the user|anyone|them|him|her)|silently|secretly|covertly|quietly|"
+                     r"without (the user|them|anyone) (knowing|noticing))\b", _I)
+_HIDDEN = re.compile(r"<!--|display:\s*none|visibility:\s*hidden|font-size:\s*0|\[hidden|hidden text|"
+                     r"color:\s*(white|#fff)|[\u200b-\u200f\u2060]", _I)
+_NOREFUSE = re.compile(r"\b(never (refuse|decline|say no)|(do not|don't|cannot|can't|won't) (refuse|decline)|"
+                       r"without (any )?(warnings?|disclaimers?|refus\w+|caveats?|moraliz\w*|censor\w*)|"
+                       r"no (warnings|disclaimers|caveats|refusals)|stay in character|don't break character|"
+                       r"(always|must) (answer|comply|obey))\b", _I)
+_AUTHORITY = re.compile(r"\b(i am (your|the) (developer|creator|administrator|admin|operator|owner)|"
+                        r"(developer|admin|debug|maintenance|god|sudo|test) mode|authori[sz]\w*|"
+                        r"(OpenAI|Anthropic|Google) (staff|team|employee)|your (creators?|developers?|operators?))\b",
+                        _I)
+
 FEATURES = ("markup", "override", "foreign_override", "url_send", "email_send", "md_image", "persona", "extraction",
-            "blob")
+            "blob", "harm", "frame", "frame_harm", "ai_address", "order", "ai_order", "secrecy", "hidden",
+            "no_refusal", "authority")
 
 
 def heuristics(text: str) -> np.ndarray:
@@ -93,7 +132,35 @@ def heuristics(text: str) -> np.ndarray:
         bool(_PERSONA.search(text)),
         bool(_EXTRACT.search(text)),
         bool(_B64.search(text) or _HEX.search(text)),
+        harm := bool(_HARM.search(text)),
+        frame := bool(_FRAME.search(text)),
+        harm and frame,
+        ai := bool(_AI.search(text)),
+        order := bool(_ORDER.search(text)),
+        ai and order,
+        bool(_SECRET.search(text)),
+        bool(_HIDDEN.search(text)),
+        bool(_NOREFUSE.search(text)),
+        bool(_AUTHORITY.search(text)),
     ], dtype=np.float64)
+
+
+def ngrams(texts: Sequence[str], buckets: int, n: tuple[int, int] = (3, 5)) -> np.ndarray:
+    """Character n-grams (lower-cased, whitespace folded, within word boundaries padded by a space) hashed by CRC32
+    into ``buckets`` columns; sublinear tf (1 + log count), each row L2-normalised. Stateless: no vocabulary."""
+    out = np.zeros((len(texts), buckets), dtype=np.float64)
+    for i, t in enumerate(texts):
+        s = " " + " ".join(t.lower().split()) + " "
+        counts: dict[int, int] = {}
+        for k in range(n[0], n[1] + 1):
+            for j in range(len(s) - k + 1):
+                h = zlib.crc32(s[j:j + k].encode("utf-8")) % buckets
+                counts[h] = counts.get(h, 0) + 1
+        if counts:
+            idx = np.fromiter(counts, dtype=np.int64)
+            val = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64))
+            out[i, idx] = val / np.linalg.norm(val)
+    return out
 
 
 def _printable(raw: bytes) -> str | None:
@@ -108,7 +175,7 @@ def _stopwords(text: str) -> int:
     return sum(w in _STOP for w in re.findall(r"[a-z]+", text.lower()))
 
 
-def views(text: str) -> list[tuple[str, str]]:
+def views(text: str, long: int = LONG) -> list[tuple[str, str]]:
     """[(how, text)]: the text itself, then what decoding reveals, then (long texts) its sentences."""
     out = [("text", text)]
     for m in _B64.finditer(text):
@@ -129,7 +196,7 @@ def views(text: str) -> list[tuple[str, str]]:
             out.append(("rot13", rot))
     if len(_LEETWORD.findall(text)) >= 2:
         out.append(("leet", text.translate(_UNLEET)))
-    if len(text) > LONG:
+    if len(text) > long:
         sentences = [s.strip() for s in _SENT.split(text) if s and len(s.strip()) >= 12]
         if len(sentences) > 1:
             out += [("sentence", s) for s in sentences[:MAX_SENTENCES]]
@@ -165,6 +232,11 @@ class Guard:
         self.kind_weight = np.asarray(spec["kind_weight"], dtype=np.float64)
         self.kind_bias = np.asarray(spec["kind_bias"], dtype=np.float64)
         self.use = dict(spec.get("use", {"embedding": True, "heuristics": True}))
+        self.ngram_buckets = int(spec.get("ngram_buckets", 0))  # 0: no character n-gram columns
+        self.sentence_chars = int(spec.get("sentence_chars", LONG))  # longer texts are also read sentence by sentence
+        # optional hidden layers (a small MLP: relu(x W + b) per layer, then ``weight``); none: a linear model
+        self.hidden = [(np.asarray(layer["weight"], dtype=np.float64), np.asarray(layer["bias"], dtype=np.float64))
+                       for layer in spec.get("hidden", [])]
         self._encoder = encoder
 
     @property
@@ -174,20 +246,31 @@ class Guard:
         return self._encoder
 
     def features(self, texts: Sequence[str]) -> np.ndarray:
-        """(N, 384 + len(FEATURES)): the embedding (zeros when the guard does not use it), the heuristics."""
+        """(N, 384 + len(FEATURES) [+ ngram_buckets]): the embedding (zeros when the guard does not use it), the
+        heuristics, the hashed character n-grams when the guard has them. The kind model reads the first two."""
         texts = list(texts)
         emb = self.encoder(texts) if self.use.get("embedding", True) and texts else np.zeros((len(texts), 384))
         heur = np.stack([heuristics(t) for t in texts]) if texts else np.zeros((0, len(FEATURES)))
         if not self.use.get("heuristics", True):
             heur = np.zeros_like(heur)
-        return np.concatenate([np.asarray(emb, dtype=np.float64), heur], axis=1)
+        parts = [np.asarray(emb, dtype=np.float64), heur]
+        if self.ngram_buckets:
+            parts.append(ngrams(texts, self.ngram_buckets))
+        return np.concatenate(parts, axis=1)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """The raw score of each feature row (before Platt scaling)."""
+        h = x
+        for w, b in self.hidden:
+            h = np.maximum(h @ w + b, 0.0)
+        return h @ self.weight + self.bias
 
     def raw(self, texts: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
         """(the raw logit of each text: its highest view's, [(that view's kind, its features)])."""
-        all_views = [views(t) for t in texts]
+        all_views = [views(t, self.sentence_chars) for t in texts]
         flat = [v for vs in all_views for _, v in vs]
         x = self.features(flat)
-        logits = x @ self.weight + self.bias
+        logits = self.logits(x)
         out, best = [], []
         i = 0
         for vs in all_views:
@@ -226,7 +309,7 @@ class Guard:
             kind = "none"
             if flagged:
                 kind = "encoded" if view in ("base64", "hex", "rot13", "leet") else \
-                    self.kinds[int(np.argmax(self.kind_weight @ x + self.kind_bias))]
+                    self.kinds[int(np.argmax(self.kind_weight @ x[:self.kind_weight.shape[1]] + self.kind_bias))]
             out.append(Verdict(flagged, float(score), kind, view))
         return out
 

@@ -3,11 +3,14 @@
     zephyra guard train --out runs/guard            # fit on train families; Platt + threshold on validation ones
     zephyra guard eval --guard runs/guard --out runs/guard/eval    # the held-out table, report.json, scores.png
 
-Fitting: scikit-learn's LogisticRegression (class-balanced) on [MiniLM embedding, heuristics] of the TRAIN
-families' texts; its C is picked from a small grid by recall on the VALIDATION families at the validation
-threshold. Calibration: Platt scaling of the guard's raw score (its highest view's logit, detect.py) on the
-validation families. Threshold: the lowest one at which at most ``target_fpr`` of the validation look-alikes and
-of the validation ordinary prompts and passages are flagged. The HELDOUT families are read only by ``evaluate``.
+Fitting: scikit-learn on the TRAIN families' texts and on the views the guard also reads (``training_views``:
+the sentences of ordinary passages as negatives, decoded payloads as attacks). Candidates (``candidates``):
+class-balanced LogisticRegression on [MiniLM embedding, heuristics] and on [embedding, heuristics, hashed
+character n-grams] for C in ``C_GRID``, and a 64-unit MLPClassifier on [embedding, heuristics]; the one with the
+highest recall on the VALIDATION families at its validation threshold is kept. Calibration: Platt scaling of the
+guard's raw score (its highest view's logit, detect.py) on the validation families. Threshold: the lowest one at
+which at most ``target_fpr`` of the validation look-alikes and of the validation ordinary prompts and passages
+are flagged. The HELDOUT families are read only by ``evaluate``.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import Row, build_rows
-from .detect import FEATURES, FORMAT, Guard
+from .detect import FEATURES, FORMAT, LONG, Guard, views
 
-C_GRID = (0.3, 1.0, 3.0, 10.0)
+C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
+MLP_ALPHA = (1e-3, 1e-2)
+NGRAM_BUCKETS = 4096  # hashed character 3-5-grams (detect.ngrams), tried beside the embedding
 
 
 @dataclass
@@ -30,6 +35,8 @@ class TrainConfig:
     seed: int = 0
     embedding: bool = True  # use the MiniLM embedding (False: heuristics only; an ablation)
     heuristics: bool = True  # use the heuristic features (False: embedding only; an ablation)
+    ngram_buckets: int = NGRAM_BUCKETS  # the candidates with character n-grams (0: none tried)
+    sentence_chars: int = 60  # a text longer than this is also read (and its benign sentences fitted) one by one
 
     def __post_init__(self):
         from ..errors import ConfigError
@@ -64,18 +71,58 @@ def _threshold(scores: np.ndarray, target: float) -> float:
     return float(np.nextafter(s[k], 1.0)) if k < len(s) else 0.0
 
 
-def _spec(clf, kinds_clf, encoder, platt=(1.0, 0.0), threshold=0.5, use=None) -> dict:
+def _spec(model, kinds_clf, encoder, platt=(1.0, 0.0), threshold=0.5, use=None, ngram_buckets: int = 0,
+          sentence_chars: int = LONG) -> dict:
+    """The JSON of a guard: a LogisticRegression (``coef_``) or an MLPClassifier (``coefs_``, relu) as plain lists."""
+    if hasattr(model, "coefs_"):
+        hidden = [{"weight": w.tolist(), "bias": b.tolist()} for w, b in zip(model.coefs_[:-1], model.intercepts_[:-1])]
+        weight, bias = model.coefs_[-1][:, 0], float(model.intercepts_[-1][0])
+    else:
+        hidden, weight, bias = [], model.coef_[0], float(model.intercept_[0])
     return {"format": FORMAT, "embedding": encoder.name, "dim": int(encoder.dim), "features": list(FEATURES),
-            "weight": [float(w) for w in clf.coef_[0]], "bias": float(clf.intercept_[0]),
+            "ngram_buckets": int(ngram_buckets), "sentence_chars": int(sentence_chars), "hidden": hidden,
+            "weight": [float(w) for w in weight], "bias": bias,
             "platt": [float(platt[0]), float(platt[1])], "threshold": float(threshold),
             "kinds": [str(k) for k in kinds_clf.classes_],
             "kind_weight": [[float(w) for w in row] for row in kinds_clf.coef_],
             "kind_bias": [float(b) for b in kinds_clf.intercept_], "use": dict(use or {})}
 
 
+def training_views(rows: Sequence[Row], long: int = LONG) -> tuple[list[str], np.ndarray]:
+    """The texts the scorer is fitted on, with labels: each row's text, and the views the guard will also read
+    (detect.views): every view of a benign row is benign (a sentence of an ordinary passage must not score high),
+    every non-sentence view of an attack (its decoded payload, its leetspeak undone) is an attack; the sentences
+    of an attack passage are not labelled (only one of them is the injection) and are left out."""
+    texts, labels = [], []
+    for r in rows:
+        for how, v in views(r.text, long):
+            if how == "text" or not r.label or how != "sentence":
+                texts.append(v)
+                labels.append(r.label)
+    seen: dict[str, int] = {}
+    for t, y in zip(texts, labels):
+        seen[t] = max(seen.get(t, 0), y)
+    return list(seen), np.array(list(seen.values()))
+
+
+def candidates(ngram_buckets: int = NGRAM_BUCKETS):
+    """(name, n-gram buckets, a scikit-learn classifier) tried on validation."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    for c in C_GRID:
+        yield f"logreg C={c}", 0, LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+    for c in C_GRID:
+        yield f"logreg+ngrams C={c}", ngram_buckets, LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+    for alpha in MLP_ALPHA:
+        yield f"mlp(64) alpha={alpha}", 0, MLPClassifier((64,), alpha=alpha, max_iter=400, early_stopping=False,
+                                                        random_state=0)
+
+
 def fit(rows: Sequence[Row] | None = None, cfg: TrainConfig | None = None, encoder=None,
-        progress=lambda s: None) -> tuple[Guard, dict]:
-    """(the guard, what was chosen on validation). Heldout rows are never read here."""
+        progress=lambda s: None, only: Sequence[str] | None = None) -> tuple[Guard, dict]:
+    """(the guard, what was chosen on validation). Heldout rows are never read here. ``only``: the candidate
+    names to try (default all, ``candidates``)."""
     from sklearn.linear_model import LogisticRegression
 
     from .detect import default_encoder
@@ -86,34 +133,60 @@ def fit(rows: Sequence[Row] | None = None, cfg: TrainConfig | None = None, encod
     use = {"embedding": cfg.embedding, "heuristics": cfg.heuristics}
     train = [r for r in rows if r.split == "train"]
     val = [r for r in rows if r.split == "validation"]
-    probe = Guard({"format": FORMAT, "weight": [0.0] * (encoder.dim + len(FEATURES)), "bias": 0.0,
-                   "platt": [1, 0], "threshold": 0.5, "kinds": ["x"], "kind_weight": [[0.0] * (encoder.dim +
-                   len(FEATURES))], "kind_bias": [0.0], "use": use, "embedding": encoder.name}, encoder)
-    progress(f"embedding {len(train)} training texts")
-    x = probe.features([r.text for r in train])
-    y = np.array([r.label for r in train])
-    attacks = y == 1
-    kinds_clf = LogisticRegression(C=1.0, max_iter=3000).fit(x[attacks], [r.kind for r in train if r.label])
-    best = None
-    for c in C_GRID:
-        clf = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(x, y)
-        guard = Guard(_spec(clf, kinds_clf, encoder, use=use), encoder)
+    width = encoder.dim + len(FEATURES)
+
+    def probe(buckets: int) -> Guard:
+        return Guard({"format": FORMAT, "weight": [0.0] * (width + buckets), "bias": 0.0, "ngram_buckets": buckets,
+                      "sentence_chars": cfg.sentence_chars,
+                      "platt": [1, 0], "threshold": 0.5, "kinds": ["x"], "kind_weight": [[0.0] * width],
+                      "kind_bias": [0.0], "use": use, "embedding": encoder.name}, encoder)
+
+    texts, y = training_views(train, cfg.sentence_chars)
+    progress(f"embedding {len(texts)} training texts ({len(train)} rows and their views)")
+    x = probe(cfg.ngram_buckets).features(texts)
+    progress(f"embedding the {len(val)} validation rows' views")
+    probe(0).raw([r.text for r in val])  # fills the encoder's cache
+    base = x[:, :width]
+    kinds_clf = _kinds(train, probe(0))
+    vy = np.array([r.label for r in val])
+    look = np.array([r.group == "lookalike" for r in val])
+    plain = np.array([r.group in ("benign", "passage") for r in val])
+    best, tried = None, []
+    for name, buckets, model in candidates(cfg.ngram_buckets):
+        if only is not None and name not in only:
+            continue
+        if buckets and not cfg.ngram_buckets:
+            continue
+        model.fit(x if buckets else base, y)
+        guard = Guard(_spec(model, kinds_clf, encoder, use=use, ngram_buckets=buckets,
+                            sentence_chars=cfg.sentence_chars), encoder)
         raw = guard.raw([r.text for r in val])[0]
-        vy = np.array([r.label for r in val])
         platt = LogisticRegression(C=1e4, max_iter=1000).fit(raw.reshape(-1, 1), vy)
         a, b = float(platt.coef_[0][0]), float(platt.intercept_[0])
         p = 1.0 / (1.0 + np.exp(-(a * raw + b)))
-        neg_look = p[[r.group == "lookalike" for r in val]]
-        neg_plain = p[[r.group in ("benign", "passage") for r in val]]
-        t = max(_threshold(neg_look, cfg.target_fpr), _threshold(neg_plain, cfg.target_fpr))
+        t = max(_threshold(p[look], cfg.target_fpr), _threshold(p[plain], cfg.target_fpr))
         recall = float((p[vy == 1] >= t).mean())
-        progress(f"C={c}: validation recall {recall:.3f} at threshold {t:.3f}")
+        fpr = float((p[look] >= t).mean())
+        progress(f"{name}: validation recall {recall:.3f} at threshold {t:.3f} (look-alike FPR {fpr:.3f})")
+        tried.append({"model": name, "validation_recall": round(recall, 4), "threshold": round(t, 4),
+                      "validation_lookalike_fpr": round(fpr, 4)})
         if best is None or recall > best[0] + 1e-9:
-            best = (recall, c, clf, (a, b), t)
-    recall, c, clf, platt, t = best
-    chosen = {"C": c, "platt": list(platt), "threshold": t, "validation_recall": recall,
-              "train_rows": len(train), "validation_rows": len(val)}
-    return Guard(_spec(clf, kinds_clf, encoder, platt, t, use), encoder), chosen
+            best = (recall, name, model, buckets, (a, b), t)
+    recall, name, model, buckets, platt, t = best
+    chosen = {"model": name, "sentence_chars": cfg.sentence_chars, "platt": list(platt), "threshold": t,
+              "validation_recall": recall,
+              "train_rows": len(train), "train_texts": len(texts), "validation_rows": len(val),
+              "validation_lookalikes": int(look.sum()), "tried": tried}
+    return Guard(_spec(model, kinds_clf, encoder, platt, t, use, buckets, cfg.sentence_chars), encoder), chosen
+
+
+def _kinds(train: Sequence[Row], probe: Guard):
+    """The attack-kind model: a multinomial regression on [embedding, heuristics] of the training attacks."""
+    from sklearn.linear_model import LogisticRegression
+
+    attacks = [r for r in train if r.label]
+    return LogisticRegression(C=1.0, max_iter=3000).fit(probe.features([r.text for r in attacks]),
+                                                        [r.kind for r in attacks])
 
 
 def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
@@ -160,6 +233,25 @@ def evaluate(guard: Guard, rows: Sequence[Row] | None = None, split: str = "held
         if len(set(y[look])) == 2:
             out["auc_vs_lookalikes"] = round(float(roc_auc_score(y[look], p[look])), 4)
     return out
+
+
+def probe(guard: Guard, threshold: float | None = None) -> dict:
+    """The guard on probe.yaml (free-form prompts never used for any choice): recall, FPR, AUC, the misses."""
+    from pathlib import Path
+
+    import yaml
+    from sklearn.metrics import roc_auc_score
+
+    spec = yaml.safe_load((Path(__file__).parent / "probe.yaml").read_text(encoding="utf-8"))
+    att, ben = spec["attacks"], spec["benign"]
+    v = guard.check(att + ben, threshold)
+    f = np.array([x.flagged for x in v])
+    p = np.array([x.score for x in v])
+    y = np.array([1] * len(att) + [0] * len(ben))
+    return {"attacks": len(att), "benign": len(ben), "recall": round(float(f[y == 1].mean()), 4),
+            "fpr": round(float(f[y == 0].mean()), 4), "auc": round(float(roc_auc_score(y, p)), 4),
+            "missed": [t for t, x in zip(att, v[:len(att)]) if not x.flagged],
+            "false_positives": [t for t, x in zip(ben, v[len(att):]) if x.flagged]}
 
 
 def latency(guard: Guard, texts: Sequence[str], repeats: int = 1) -> dict:
