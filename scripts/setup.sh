@@ -19,6 +19,7 @@ APT_PACKAGES=(
   chromium  # a real browser for the chat page's test (headless)
   tesseract-ocr tesseract-ocr-eng  # OCR of scanned textbook pages (zephyra tutor ingest)
   python-sympy-doc  # the SymPy tutorial: the math subject's prose (apps/tutor/corpora.py)
+  kstars-data  # the KStars handbook's AstroInfo articles: the science subject's astronomy prose (apps/tutor/corpora.py)
   texlive-publishers texlive-latex-recommended texlive-fonts-recommended latexmk poppler-utils  # zephyra paper: IEEEtran, Times, pdflatex, pdftotext
 )
 missing=()

@@ -99,6 +99,7 @@ def test_uploads_and_the_errors(url):
     with httpx.Client(base_url=url, headers=AUTH, timeout=60) as c:
         raw = c.post("/tutor/upload_image", content=png.getvalue(), headers={"content-type": "image/png"})
         assert raw.status_code == 200 and raw.json()["image_id"].startswith("img-")
+        assert raw.json()["vision"] is False  # no vision artifact here: the UI says so and sends no image_id
         form = c.post("/tutor/upload_image", files={"file": ("red.png", png.getvalue(), "image/png")})
         assert form.status_code == 200 and form.json()["image_id"] != raw.json()["image_id"]
         bad = c.post("/tutor/upload_image", files={"file": ("notes.txt", b"not an image at all", "text/plain")})

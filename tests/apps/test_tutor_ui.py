@@ -131,6 +131,73 @@ def test_the_http_client_speaks_the_backends_routes():
         client.chat("bad", "art", None, None)
 
 
+def test_the_http_client_streams_the_turn_as_its_pieces_come():
+    import httpx
+
+    from zephyra.apps.tutor.ui import HttpClient, UIError
+
+    done = {"text": "Which step comes first?", "subject": "math", "adapter": "rules", "sources": [],
+            "tool_calls": [], "session": "abc"}
+    sse = ("event: context\r\ndata: {\"session\": \"abc\", \"sources\": []}\r\n\r\n: ping\r\n\r\n"
+           + "".join(f"event: delta\r\ndata: {json.dumps({'text': t})}\r\n\r\n" for t in ("Which ", "step ", "comes ",
+                                                                                          "first?"))
+           + f"event: done\r\ndata: {json.dumps(done)}\r\n\r\n")
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        if request.url.path == "/tutor/context":
+            return httpx.Response(200, json={"session": "abc", "check": "none"})
+        if request.url.path == "/tutor/upload_image":
+            return httpx.Response(200, json={"image_id": "img-1", "bytes": 4, "vision": False})
+        body = json.loads(request.content)
+        if body["message"] == "bad":
+            return httpx.Response(400, json={"error": {"message": "no such subject 'art'"}})
+        if body["message"] == "cut":
+            return httpx.Response(200, text=sse.split("event: done")[0], headers={"content-type": "text/event-stream"})
+        return httpx.Response(200, text=sse, headers={"content-type": "text/event-stream"})
+
+    client = HttpClient("http://tutor.test", transport=httpx.MockTransport(handler))
+    into = {}
+    assert list(client.stream("2+2?", None, "abc", None, into)) == ["Which ", "step ", "comes ", "first?"]
+    assert into == {"out": done, "context": {"session": "abc", "check": "none"}}
+    assert json.loads(seen[0].content) == {"message": "2+2?", "session": "abc", "stream": True}
+    with pytest.raises(UIError, match="400: no such subject 'art'"):
+        list(client.stream("bad", "art", None, None, {}))
+    with pytest.raises(UIError, match="before its 'done' event"):
+        list(client.stream("cut", None, None, None, {}))
+    assert client.serves_vision() is None and client.upload(b"\x89PNG") == "img-1" and client.serves_vision() is False
+
+    def refused(request):
+        raise httpx.ConnectError("connection refused")
+
+    down = HttpClient("http://127.0.0.1:9", transport=httpx.MockTransport(refused))
+    for call in (lambda: down.chat("x", None, None, None), lambda: list(down.stream("x", None, None, None, {})),
+                 lambda: down.upload(b"x")):
+        with pytest.raises(UIError, match="the server did not answer: connection refused"):
+            call()
+
+
+def test_the_command_refuses_a_server_that_is_not_a_url(tmp_path):
+    from typer.testing import CliRunner
+
+    from zephyra.cli import app
+
+    r = CliRunner().invoke(app, ["tutor", "ui", "--server", "localhost:8000"])
+    assert r.exit_code != 0 and "--server must be the backend's http(s) URL" in r.output
+    r = CliRunner().invoke(app, ["tutor", "ui", "--base", str(tmp_path)])
+    assert r.exit_code != 0 and "no model there" in r.output
+
+
+def test_the_uploader_takes_what_the_backend_takes():
+    from zephyra.apps.tutor.cli_ui import MAX_UPLOAD_MB, streamlit_command
+    from zephyra.apps.tutor.vision import MAX_BYTES
+
+    command = streamlit_command(8501)
+    assert MAX_UPLOAD_MB * 1024 * 1024 == MAX_BYTES
+    assert command[command.index("--server.maxUploadSize") + 1] == str(MAX_UPLOAD_MB)
+
+
 def test_the_module_imports_neither_torch_nor_streamlit():
     code = "import sys, zephyra.apps.tutor.ui, zephyra.apps.tutor.cli_ui; print(sorted({'torch', 'streamlit'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -221,9 +288,7 @@ def test_the_page_in_a_browser(tmp_path):
                 page.wait_for_timeout(600)  # the expander's opening animation
                 shot = tmp_path / "tutor_ui.png"
                 page.screenshot(path=str(shot), full_page=True)
-                assert shot.stat().st_size > 10_000
-                if os.environ.get("ZEPHYRA_SAVE_SCREENSHOT"):  # the docs' picture: docs/img/tutor_ui.png
-                    shutil.copy(shot, os.environ["ZEPHYRA_SAVE_SCREENSHOT"])
+                assert shot.stat().st_size > 10_000  # the docs' picture comes from the real backend: test_tutor_ui_e2e
             finally:
                 browser.close()
     finally:

@@ -86,6 +86,16 @@ def test_promote_rollback_and_canary_take_effect_without_a_restart(live, system_
     assert _ask(url)["version"] == v1
 
 
+def _reseal(directory):
+    """A directory edited here stands for another trained artifact: its manifest's file table made anew, as
+    training would write it (else the edit is refused as tampering, before the check this test is about)."""
+    from zephyra.manifest import file_table
+
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["files"] = file_table(directory)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_a_version_that_fails_its_checks_is_refused_and_the_old_one_serves_on(live, tmp_path):
     url, reg, v1, retrained, server = live
     # trained on another base: its manifest names another fingerprint
@@ -97,6 +107,7 @@ def test_a_version_that_fails_its_checks_is_refused_and_the_old_one_serves_on(li
     config = json.loads((other / "adapter_config.json").read_text())
     config["revision"] = "another base"  # other files than the retrained version's: another version
     (other / "adapter_config.json").write_text(json.dumps(config))
+    _reseal(other)
     v_other = reg.push(other, "python")
     reg.promote("python", v_other)
     _until(lambda: any(e["action"] == "refused" and e["to"] == v_other for e in reg.log("python")))
@@ -155,6 +166,7 @@ def test_the_registrys_router_is_served_and_followed_too(system_dirs, tmp_path):
         spec = json.loads((shy / "router.json").read_text())
         spec["calibration"] = {"temperature": 1e6, "threshold": 0.5}
         (shy / "router.json").write_text(json.dumps(spec))
+        _reseal(shy)
         r2 = reg.push(shy, "router")
         reg.promote("router", r2)
         _until(lambda: auto_version() == r2)
@@ -166,6 +178,7 @@ def test_the_registrys_router_is_served_and_followed_too(system_dirs, tmp_path):
         (other / "manifest.json").write_text(json.dumps(manifest))
         spec["calibration"] = {"temperature": 1.0, "threshold": 0.0}
         (other / "router.json").write_text(json.dumps(spec))
+        _reseal(other)
         r3 = reg.push(other, "router")
         reg.promote("router", r3)
         _until(lambda: any(e["action"] == "refused" and e["to"] == r3 for e in reg.log("router")))

@@ -65,3 +65,31 @@ def test_bad_tools_are_refused(client, tools, match):
     with pytest.raises(openai.BadRequestError, match="not in tools"):
         client.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}], tools=TOOLS,
                                        tool_choice={"type": "function", "function": {"name": "other"}})
+
+
+def test_an_adapter_that_points_gets_the_pointing_decoder(served, client, monkeypatch):
+    """An adapter whose calibration says it was trained to point at its arguments (``"points": true``, written by
+    ``tools-calibrate``) is decoded with a ``seq_score`` (its spans), others without: decide_tool reads it."""
+    import zephyra.resolve.tools as rt
+    from zephyra.resolve.tools import CALIBRATION_FILE
+
+    server = served[1]
+    seen = []
+    real = rt.decode_call
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("seq_score"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rt, "decode_call", spy)
+    adapter = sorted(server.system.adapter_dirs)[0]
+    cal = server.system.adapter_dirs[adapter] / CALIBRATION_FILE
+    ask = dict(messages=[{"role": "user", "content": "find gravity"}], tools=TOOLS, tool_choice="required")
+    try:
+        client.chat.completions.create(model=adapter, **ask)
+        cal.write_text(json.dumps({"threshold": 0.5, "points": True}))
+        r = client.chat.completions.create(model=adapter, **ask)
+    finally:
+        cal.unlink(missing_ok=True)
+    assert seen[0] is None and callable(seen[1])
+    _valid(r.choices[0].message.tool_calls[0])  # the pointed call still fits its schema

@@ -17,9 +17,15 @@ tokens; an enum of more than 6 values shows 3 of them); a call as
 ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` in the assistant turn; a tool's result as a user turn ``<tool_response>...</tool_response>`` (the template knows system, user and assistant only).
 
 Constrained decoding (``decode_call``): call or not by the likelihood of the ``<tool_call>`` marker (``auto``), then
-the tool's name among the schema's names by likelihood, then each argument in the schema's order: enums and
-booleans by likelihood, numbers from numeric tokens only, strings from tokens without quotes until the model
-prefers the closing quote. Every score is taken on the call's text so far encoded as one string, as training
+the tool's name among the schema's names by likelihood, then each argument in the schema's order, its value
+*copied*: a string among the spans of the user's message (its arithmetic expressions and its runs of 1-5 words), a
+number among the message's numbers, an enum among the values the message names (the value or one of the words an
+optional ``x-aliases`` keyword gives for it: ``{"cm": ["centimetres", ...]}``), each chosen by the model token by
+token over the candidates' tokens (``_pick``); candidates are generated from the schema and the message, the
+choice among them is the model's. With ``seq_score`` (``sequence_scorer(model)``, for an adapter trained on
+messages whose argument spans are marked, ``tag_span``) a value is instead the span around which the model finds
+the marks likeliest (``tag_scores``): pointing, not copying. Without candidates: an enum among all its values, booleans by likelihood,
+numbers from numeric tokens only, strings from tokens without quotes until the model prefers the closing quote. Every score is taken on the call's text so far encoded as one string, as training
 tokenizes it (``: "`` is one token there, not ``: `` then ``"``; `` 2`` after ``:`` likewise), and options are
 compared from the tokens they share. The JSON is assembled here, never parsed from free text, and checked at the
 end.
@@ -46,6 +52,7 @@ SCALARS = ("string", "number", "integer", "boolean")
 MAX_STRING_TOKENS = 48
 MAX_LISTED = 6  # a longer enum is shown as its first two values, "...", its last (decoding still knows them all)
 MAX_NUMBER_CHARS = 16
+ALIASES = "x-aliases"  # optional, on an enum: {value: [words that name it]}, e.g. {"cm": ["centimetres", ...]}
 DEFAULT_THRESHOLD = 0.5  # p(marker) to call under "auto" when the adapter carries no calibration
 CALIBRATION_FILE = "tools_calibration.json"  # beside an adapter: its calibrated call threshold (fit_threshold)
 _CALL_RE = re.compile(re.escape(CALL_OPEN) + r"(.*?)" + re.escape(CALL_CLOSE), re.S)
@@ -101,6 +108,11 @@ def _check_property(tool: str, key: str, spec) -> None:
         if not isinstance(values, list) or not values or not all(
                 isinstance(v, (str, int, float, bool)) and v is not None for v in values):
             raise ToolError(f"{where}: enum must be a non-empty list of strings, numbers or booleans")
+        aliases = spec.get(ALIASES, {})
+        if not isinstance(aliases, Mapping) or not all(
+                k in {str(v) for v in values} and isinstance(a, list) and all(isinstance(w, str) and w for w in a)
+                for k, a in aliases.items()):
+            raise ToolError(f"{where}: {ALIASES} must map enum values to lists of the words that name them")
         return
     kind = spec.get("type")
     if kind not in SCALARS:
@@ -347,21 +359,24 @@ def _ids(tokenizer, prompt: Sequence[int], text: str) -> list[int]:
     return [*prompt, *_encode(tokenizer, text)]
 
 
-def _best(score: Scorer, tokenizer, prompt: Sequence[int], text: str, options: Sequence[str],
-          per_token: bool = False) -> int:
+def _best(score: Scorer, tokenizer, prompt: Sequence[int], text: str, options: Sequence[str]) -> int:
     """The index of the likeliest continuation of ``text`` among ``options``, each scored on ``text + option``
     encoded as one string (so ``: "cm"`` is scored as training tokenizes it, e.g. ``:`` `` "`` ``cm`` ``"``),
-    from the tokens all of them share. ``per_token``: by the mean log-probability of each option's tokens (copied
-    spans of different lengths: the total would always prefer the shortest)."""
+    by the total log-probability of its tokens from those all of them share."""
     if len(options) == 1:
         return 0
+    scores = _option_scores(score, tokenizer, prompt, text, options)
+    return max(range(len(options)), key=lambda i: scores[i])
+
+
+def _option_scores(score: Scorer, tokenizer, prompt: Sequence[int], text: str, options: Sequence[str]
+                   ) -> list[float]:
     encs = [_encode(tokenizer, text + o) for o in options]
     k = 0
     while all(len(e) > k for e in encs) and all(e[k] == encs[0][k] for e in encs):
         k += 1
     ctx = [*prompt, *encs[0][:k]]
-    scores = [sequence_logprob(score, ctx, e[k:]) / (max(len(e) - k, 1) if per_token else 1) for e in encs]
-    return max(range(len(options)), key=lambda i: scores[i])
+    return [sequence_logprob(score, ctx, e[k:]) for e in encs]
 
 
 def _string(score: Scorer, vocab: Vocabulary, tokenizer, prompt: Sequence[int], head: str,
@@ -479,18 +494,32 @@ def write_calibration(adapter_dir, calibration: Mapping) -> str:
     return str(path)
 
 
-def read_threshold(adapter_dir) -> float | None:
-    """The calibrated p(marker) threshold an adapter carries, or None (no file, or an unreadable one)."""
+def read_calibration(adapter_dir) -> dict:
+    """The calibration an adapter carries (``write_calibration``'s), or {} (no file, or an unreadable one)."""
     from pathlib import Path
 
     if not adapter_dir:
-        return None
-    path = Path(adapter_dir) / CALIBRATION_FILE
+        return {}
     try:
-        value = float(json.loads(path.read_text())["threshold"])
-    except (OSError, ValueError, KeyError, TypeError):
+        cal = json.loads((Path(adapter_dir) / CALIBRATION_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return cal if isinstance(cal, dict) else {}
+
+
+def read_threshold(adapter_dir) -> float | None:
+    """The calibrated p(marker) threshold an adapter carries, or None (no file, or an unreadable one)."""
+    try:
+        value = float(read_calibration(adapter_dir)["threshold"])
+    except (KeyError, TypeError, ValueError):
         return None
     return value if 0.0 <= value <= 1.0 else None
+
+
+def points_at_values(adapter_dir) -> bool:
+    """Whether the adapter was trained to point at argument spans (its calibration says ``"points": true``): then
+    ``decode_call`` is given a ``seq_score`` (the server, ``zephyra tutor tools-call``)."""
+    return read_calibration(adapter_dir).get("points") is True
 
 
 @dataclass
@@ -500,16 +529,21 @@ class Decision:
     text: str = ""  # the call as the model's text (for the conversation)
 
 
-_EXPRESSION = re.compile(r"[-+*/×÷^%().\d][-+*/×÷^%().\d ]*[\d)]")
+_EXPRESSION = re.compile(r"[-+*/×÷^%().\d][-+*/×÷^%().\dx ]*[\d)]")
 _WORDS = re.compile(r"[^\s\"]+")
 
 
-def copy_candidates(prompt_text: str, max_words: int = 5, limit: int = 160) -> tuple[list[str], list[str]]:
-    """(string values, number values) a call may copy from the user's last message (the text after the last
-    ``<|user|>`` of the rendered prompt, else its last 400 characters): its arithmetic expressions and its spans
-    of 1..``max_words`` words (outer punctuation stripped); its numbers."""
+def user_tail(prompt_text: str) -> str:
+    """The user's last message in a rendered prompt (the text after the last ``<|user|>``, else the last 400
+    characters), chat markers removed: where a call's values are copied from."""
     tail = prompt_text.rsplit("<|user|>", 1)[1] if "<|user|>" in prompt_text else prompt_text[-400:]
-    tail = re.sub(r"<\|[a-z]+\|>", " ", tail)
+    return re.sub(r"<\|[a-z]+\|>", " ", tail)
+
+
+def copy_candidates(prompt_text: str, max_words: int = 5, limit: int = 400) -> tuple[list[str], list[str]]:
+    """(string values, number values) a call may copy from the user's last message (``user_tail``): its
+    arithmetic expressions and its spans of 1..``max_words`` words (outer punctuation stripped); its numbers."""
+    tail = user_tail(prompt_text)
     strings: list[str] = []
     for m in _EXPRESSION.finditer(tail):
         expr = " ".join(m.group(0).split())
@@ -521,16 +555,207 @@ def copy_candidates(prompt_text: str, max_words: int = 5, limit: int = 160) -> t
             span = " ".join(words[i:j]).strip(".,;:!?'()")
             if span:
                 strings.append(span)
-    numbers = [m.group(0) for m in re.finditer(r"-?\d+(?:\.\d+)?", tail)]
-    return list(dict.fromkeys(strings))[-limit:], list(dict.fromkeys(numbers))
+    numbers = [m.group(0) for m in re.finditer(r"(?<![\w.])-?\d+(?:\.\d+)?", tail)]
+    return list(dict.fromkeys(strings))[:limit], list(dict.fromkeys(numbers))
+
+
+def named_values(spec: Mapping, text: str) -> list:
+    """The enum values of ``spec`` that ``text`` names: the value itself or one of its ``x-aliases`` as a whole
+    word, not inside another (case-insensitive for words of 3 or more characters, exact for shorter ones: "m",
+    "in", "C"; "5km" and "20°C" name km and C)."""
+    aliases = spec.get(ALIASES, {})
+    out = []
+    for v in spec["enum"]:
+        for word in [str(v), *aliases.get(str(v), [])]:
+            flags = re.I if len(word) >= 3 else 0
+            pattern = ("(?<![A-Za-z])" if word[:1].isalpha() else "") + re.escape(word) + \
+                ("(?![A-Za-z])" if word[-1:].isalpha() else "")
+            if re.search(pattern, text, flags):
+                out.append(v)
+                break
+    return out
+
+
+def _pick(score: Scorer, tokenizer, prompt: Sequence[int], text: str, options: Sequence[str],
+          suffix: str = "") -> int:
+    """The index of the option the model writes after ``text`` when its tokens are restricted to the options':
+    each option is encoded with ``text`` and ``suffix`` (the delimiter that follows the value in training, so
+    ``2`` is not a prefix of ``25``) as one string; from the tokens all share, the model's likeliest next token
+    among those the options still alive allow, until one option is left (greedy over the options' token trie:
+    where to start copying, then whether to go on or close the value, decided token by token)."""
+    if len(options) <= 1:
+        return 0
+    encs = [_encode(tokenizer, text + o + suffix) for o in options]
+    pos = 0
+    while all(len(e) > pos for e in encs) and all(e[pos] == encs[0][pos] for e in encs):
+        pos += 1
+    ctx = [*prompt, *encs[0][:pos]]
+    alive = list(range(len(options)))
+    while len(alive) > 1:
+        done = [i for i in alive if len(encs[i]) <= pos]
+        if done:  # an option whose tokens are another's prefix: it is complete here
+            return done[0]
+        lp = score(ctx)
+        token = max({encs[i][pos] for i in alive}, key=lambda t: float(lp[t]))
+        alive = [i for i in alive if encs[i][pos] == token]
+        ctx.append(token)
+        pos += 1
+    return alive[0]
+
+
+TAG_OPEN, TAG_CLOSE = "{%s: ", "}"  # an argument's span marked in the user's message: "about {query: sonnets}."
+
+
+def tag_span(key: str, value) -> str:
+    """A value as training marks it in the user's message (``tag_scores`` reads these marks' likelihood)."""
+    return f"{TAG_OPEN % key}{value}{TAG_CLOSE}"
+
+
+def sequence_scorer(model, batch: int = 32):
+    """A batched scorer over an HF causal LM: lists of token ids -> for each, the log-probability of every token
+    after the first given what precedes it (a list of floats, one shorter than the ids)."""
+    import torch
+
+    device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def score(seqs: Sequence[Sequence[int]]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for i in range(0, len(seqs), batch):
+            chunk = [list(s) for s in seqs[i:i + batch]]
+            n = max(len(s) for s in chunk)
+            ids = torch.tensor([s + [0] * (n - len(s)) for s in chunk], device=device)
+            mask = torch.tensor([[1] * len(s) + [0] * (n - len(s)) for s in chunk], device=device)
+            lp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+            got = lp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0].cpu()
+            out += [got[j, :len(s) - 1].tolist() for j, s in enumerate(chunk)]
+        return out
+
+    return score
+
+
+_SPAN_EDGE = ".,;:!?'()"
+
+
+def span_offsets(message: str, max_words: int = 5) -> list[tuple[int, int]]:
+    """(start, end) character offsets of the message's candidate spans: its arithmetic expressions and its runs
+    of 1..``max_words`` words, outer punctuation stripped (the same spans ``copy_candidates`` gives as text)."""
+    spans = []
+    for m in _EXPRESSION.finditer(message):
+        if any(ch.isdigit() for ch in m.group(0)):
+            spans.append((m.start(), m.end()))
+    words = list(_WORDS.finditer(message))
+    for i in range(len(words)):
+        for j in range(i, min(len(words), i + max_words)):
+            a, b = words[i].start(), words[j].end()
+            while a < b and message[a] in _SPAN_EDGE:
+                a += 1
+            while b > a and message[b - 1] in _SPAN_EDGE:
+                b -= 1
+            if a < b:
+                spans.append((a, b))
+    return list(dict.fromkeys(spans))
+
+
+def _user_message(tokenizer, prompt: Sequence[int]) -> tuple[list[int], str, list[int]] | None:
+    """(ids before the last user message, its text, ids from its end on), or None (no user turn marked)."""
+    user = tokenizer.convert_tokens_to_ids("<|user|>") if hasattr(tokenizer, "convert_tokens_to_ids") else None
+    eos = getattr(tokenizer, "eos_token_id", None)
+    ids = list(prompt)
+    if not isinstance(user, int) or user not in ids or eos is None:
+        return None
+    start = len(ids) - 1 - ids[::-1].index(user)
+    end = next((i for i in range(start + 1, len(ids)) if ids[i] == eos), None)
+    if end is None:
+        return None
+    return ids[:start + 1], tokenizer.decode(ids[start + 1:end]), ids[end:]
+
+
+def _render_tags(message: str, tags: Sequence[tuple[int, int, str]]) -> tuple[str, list[tuple[int, int]]]:
+    """The message with ``tags`` (start, end, key; not overlapping) marked, and the character ranges of the
+    last tag's two marks in the result."""
+    out, pos, marks = [], 0, []
+    for i, (a, b, key) in sorted(enumerate(tags), key=lambda x: x[1][0]):
+        out.append(message[pos:a])
+        start = sum(map(len, out))
+        out += [TAG_OPEN % key, message[a:b], TAG_CLOSE]
+        if i == len(tags) - 1:
+            marks = [(start, start + len(TAG_OPEN % key)), (sum(map(len, out)) - len(TAG_CLOSE), sum(map(len, out)))]
+        pos = b
+    out.append(message[pos:])
+    return "".join(out), marks
+
+
+def tag_scores(seq_score, tokenizer, parts, key: str, spans: Sequence[tuple[int, int]],
+               placed: Sequence[tuple[int, int, str]] = ()) -> list[float]:
+    """For each span of the user's message, the log-likelihood the model gives to ``key``'s marks around it
+    (``tag_span``), the arguments ``placed`` before marked too (as training marks every argument): the
+    message with its marks encoded as one string, the new marks' tokens' log-probabilities summed (a token that
+    the BPE merges with the span's text counts as the marks')."""
+    head, message, tail = parts
+    seqs, where = [], []
+    for a, b in spans:
+        text, marks = _render_tags(message, [*placed, (a, b, key)])
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        idx = [len(head) + t for t, (x, y) in enumerate(enc["offset_mapping"])
+               if any(x < hi and y > lo for lo, hi in marks)]
+        seqs.append([*head, *enc["input_ids"], *tail])
+        where.append(idx)
+    lps = seq_score(seqs)
+    return [sum(lp[i - 1] for i in idx) for lp, idx in zip(lps, where)]
+
+
+def _tagged_value(seq_score, tokenizer, parts, key: str, spec: Mapping, placed: list[tuple[int, int, str]]):
+    """``key``'s value pointed at in the user's message (``_point``), its span appended to ``placed``; None
+    when no span fits."""
+    found = _point(seq_score, tokenizer, parts, key, spec, placed)
+    if found is None:
+        return None
+    placed.append((*found[1], key))
+    return found[0]
+
+
+def _point(seq_score, tokenizer, parts, key: str, spec: Mapping, placed: Sequence[tuple[int, int, str]]):
+    """(value, span, score): the span whose marks the model finds likeliest among those that fit the schema (an
+    enum: spans that name one of its values; a number: spans that are one) and overlap no span ``placed``;
+    None when no span fits."""
+    message = parts[1]
+    cands: list[tuple[tuple[int, int], object]] = []
+    for a, b in span_offsets(message):
+        if any(a < y and b > x for x, y, _ in placed):
+            continue
+        text = message[a:b]
+        if "enum" in spec:
+            named = named_values(spec, text)
+            if len(named) == 1 and len(text.split()) <= 3:
+                cands.append(((a, b), named[0]))
+        elif spec.get("type") in ("number", "integer"):
+            if re.fullmatch(r"-?\d+" if spec.get("type") == "integer" else r"-?\d+(\.\d+)?", text):
+                v = float(text) if "." in text else int(text)
+                if spec.get("minimum", -math.inf) <= v <= spec.get("maximum", math.inf):
+                    cands.append(((a, b), v))
+        elif spec.get("type") == "string":
+            if int(spec.get("minLength", 0)) <= len(text) <= int(spec.get("maxLength", 10**6)):
+                cands.append(((a, b), text))
+    if not cands:
+        return None
+    scores = tag_scores(seq_score, tokenizer, parts, key, [c[0] for c in cands], placed)
+    best = max(range(len(cands)), key=lambda i: scores[i])
+    return cands[best][1], cands[best][0], scores[best]
 
 
 def decode_call(score: Scorer, tokenizer, prompt_ids: Sequence[int], tools: Sequence[Tool],
-                choice: str = "auto", threshold: float = DEFAULT_THRESHOLD, copy: bool = True) -> Decision:
+                choice: str = "auto", threshold: float = DEFAULT_THRESHOLD, copy: bool = True,
+                seq_score=None, point_tools: bool = False) -> Decision:
     """Call a tool or not, and the call itself, under the schema (the module doc). ``choice``: "auto" (call when
     the ``<tool_call>`` marker's probability >= ``threshold``), "none", "required", or a tool's name. ``copy``:
-    a string or number value is the model's likeliest among the spans and numbers of the prompt's end
-    (``copy_candidates``), when it has any that fit the schema; else written freely under the schema."""
+    a string or number value is chosen by the model among the spans and numbers of the user's message
+    (``copy_candidates``), an enum among the values the message names (``named_values``, aliases included), when
+    there are any that fit the schema; else written freely under the schema (an enum: among all its values).
+    ``seq_score`` (``sequence_scorer(model)``, for an adapter trained on tagged messages): a value is instead
+    the span of the user's message around which the model finds ``tag_span``'s marks likeliest (pointing at the
+    value where it stands, which a small model learns where it does not learn to copy it); ``point_tools``: the
+    tool's name scored with the likeliest marks of its first argument as well."""
     if choice == "none" or not tools:
         return Decision(None, None)
     vocab = vocabulary(tokenizer)
@@ -542,41 +767,55 @@ def decode_call(score: Scorer, tokenizer, prompt_ids: Sequence[int], tools: Sequ
             return Decision(None, p_call)
     # the call's text so far, re-encoded as one string whenever it is scored: the tokens training saw
     text = CALL_OPEN + '{"name":'
+    parts = _user_message(tokenizer, prompt) if copy and seq_score is not None else None
     if choice in ("auto", "required"):
         names = [t.name for t in tools]
-        tool = tools[_best(score, tokenizer, prompt, text, [f" {json.dumps(n)}," for n in names])]
+        scores = _option_scores(score, tokenizer, prompt, text, [f" {json.dumps(n)}," for n in names]) \
+            if len(tools) > 1 else [0.0]
+        if parts is not None and point_tools and len(tools) > 1:  # and where its first argument would be marked
+            for i, t in enumerate(tools):
+                key = (t.required or list(t.properties) or [None])[0]
+                found = key and _point(seq_score, tokenizer, parts, key, t.properties[key], [])
+                scores[i] += found[2] if found else 0.0
+        tool = tools[max(range(len(tools)), key=lambda i: scores[i])]
     else:
         tool = tool_named(tools, choice)
     text += f' {json.dumps(tool.name)}, "arguments": {{'
     rendered = tokenizer.decode(prompt)
-    tail = rendered.rsplit("<|user|>", 1)[1] if "<|user|>" in rendered else rendered[-400:]
+    tail = user_tail(rendered)
     strings, numbers = copy_candidates(rendered) if copy else ([], [])
+    placed: list[tuple[int, int, str]] = []  # the spans pointed at so far, marked when the next one is scored
     args: dict = {}
     required = set(tool.required)
-    for key, spec in tool.properties.items():
+    keys = list(tool.properties)
+    for n, (key, spec) in enumerate(tool.properties.items()):
         lead = ", " if args else ""
         if key not in required:  # optional: include it when the model prefers its key to closing the object
             if _best(score, tokenizer, prompt, text, [f'{lead}{json.dumps(key)}:', "}}"]) == 1:
                 continue
         text += f"{lead}{json.dumps(key)}:"
-        if "enum" in spec:
-            said = set(re.findall(r"\w+", tail.casefold())) if copy else set()
-            values = [v for v in spec["enum"] if str(v).casefold() in said] or spec["enum"]  # those the user named
-            value = values[_best(score, tokenizer, prompt, text, [f" {json.dumps(v)}" for v in values])]
+        suffix = "," if any(k in required for k in keys[n + 1:]) else "}"
+        pointed = None if parts is None or spec.get("type") == "boolean" and "enum" not in spec else \
+            _tagged_value(seq_score, tokenizer, parts, key, spec, placed)
+        if pointed is not None:
+            value = pointed
+        elif "enum" in spec:
+            values = (named_values(spec, tail) if copy else []) or spec["enum"]
+            value = values[_pick(score, tokenizer, prompt, text, [f" {json.dumps(v)}" for v in values], suffix)]
         elif spec.get("type") == "boolean":
             value = [True, False][_best(score, tokenizer, prompt, text, [" true", " false"])]
         elif spec.get("type") == "string":
             lo, hi = int(spec.get("minLength", 0)), int(spec.get("maxLength", 10**6))
             fit = [c for c in strings if lo <= len(c) <= hi]
-            value = fit[_best(score, tokenizer, prompt, text, [f" {json.dumps(c)}" for c in fit], per_token=True)] \
+            value = fit[_pick(score, tokenizer, prompt, text, [f" {json.dumps(c)}" for c in fit], suffix)] \
                 if fit else _string(score, vocab, tokenizer, prompt, text + ' "', spec)
         else:
             integer = spec.get("type") == "integer"
-            fit = [v for v in (float(n) if "." in n else int(n) for n in numbers
-                               if not integer or re.fullmatch(r"-?\d+", n))
+            fit = [v for v in (float(x) if "." in x else int(x) for x in numbers
+                               if not integer or re.fullmatch(r"-?\d+", x))
                    if spec.get("minimum", -math.inf) <= v <= spec.get("maximum", math.inf)]
-            value = fit[_best(score, tokenizer, prompt, text, [f" {json.dumps(v)}" for v in fit])] if fit \
-                else _number(score, vocab, tokenizer, prompt, text, spec, integer)
+            value = fit[_pick(score, tokenizer, prompt, text, [f" {json.dumps(v)}" for v in fit], suffix)] \
+                if fit else _number(score, vocab, tokenizer, prompt, text, spec, integer)
         text += f" {json.dumps(value)}"
         args[key] = value
     check_arguments(tools, tool.name, args)  # by construction; a failure here is a bug, not the model's

@@ -49,6 +49,7 @@ from .auth import KeyRing
 from ..resolve.engine import BASE, Request, Route
 from .canary import CanaryController, Outcomes
 from .deploy import canary_arm
+from .images import image_response, wants_images
 from .metrics import Metrics
 from .schema import BadRequest, ServeRequest, chat_request, completion_request, error_body
 
@@ -118,6 +119,7 @@ class Server:
         self.base_name = str(system.paths.get("base") or "base")
         self.created = int(time.time())
         self._batcher = SubmitBatcher(system)
+        self.image_models: dict = {}  # name -> answer(image bytes, question) -> text: an app's vision model (images.py)
 
     # --- checks ---
     def authorise(self, header: str | None, scope: str = "generate"):
@@ -431,6 +433,8 @@ class Server:
             if name in self.canaries:
                 row["canary"] = {"version": self.canaries[name].version, "percent": self.canaries[name].percent}
             rows.append(row)
+        rows += [{"id": name, "object": "model", "created": self.created, "owned_by": "zephyra",
+                  "parent": self.base_name, "version": None, "domain": "vision"} for name in self.image_models]
         return rows
 
     # --- function calling ---
@@ -441,7 +445,8 @@ class Server:
         The call threshold is the served adapter's calibrated one when it carries one (``tools-calibrate``),
         else ``DEFAULT_THRESHOLD``."""
         from ..chat import encode_chat
-        from ..resolve.tools import DEFAULT_THRESHOLD, decode_call, model_scorer, read_threshold
+        from ..resolve.tools import (DEFAULT_THRESHOLD, decode_call, model_scorer, points_at_values, read_threshold,
+                                     sequence_scorer)
 
         engine = self.system.engine
         if not hasattr(engine, "exclusive"):
@@ -452,11 +457,17 @@ class Server:
             with engine.exclusive(key) as model:
                 return model_scorer(model)(ids)
 
-        threshold = read_threshold((getattr(self.system, "adapter_dirs", None) or {}).get(key))
+        def seq_score(seqs):  # for an adapter that points at its arguments' spans (resolve.tools.points_at_values)
+            with engine.exclusive(key) as model:
+                return sequence_scorer(model)(seqs)
+
+        adapter_dir = (getattr(self.system, "adapter_dirs", None) or {}).get(key)
+        threshold = read_threshold(adapter_dir)
         ids = encode_chat(self.system.tokenizer, req.prompt)
         return key, len(ids), decode_call(score, self.system.tokenizer, ids, req.extra["tools"],
                                           req.extra["tool_choice"],
-                                          DEFAULT_THRESHOLD if threshold is None else threshold)
+                                          DEFAULT_THRESHOLD if threshold is None else threshold,
+                                          seq_score=seq_score if points_at_values(adapter_dir) else None)
 
     # --- one request ---
     async def submit(self, req: ServeRequest, adapter: str, request_id: str):
@@ -728,6 +739,8 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
             parse = chat_request if endpoint == "chat" else completion_request
             req = parse(body, server.max_tokens)
             server.keys.check_model(api_key, req.model)  # 403: an adapter outside the key's scope
+            if endpoint == "chat" and wants_images(server, req):  # image_url parts, or a vision model (images.py)
+                return await image_response(server, req, endpoint, rid)
             adapter = server.model_choice(req.model)
             server.check_length(req)
             if server.pending >= server.max_pending:

@@ -5,6 +5,7 @@ and fuzzed input cannot reach the engine.
 
     req = chat_request(json_body)      # ServeRequest(model, messages, sampling, stream, include_usage, user)
     req.extra                          # {"tools": [Tool], "tool_choice": "auto" | "required" | a name} with tools
+                                       # {"images": [(message index, bytes)]} with image_url parts (data URLs)
 
 With ``tools``, the messages come out already rendered for the chat encoder (resolve/tools.py: the tools as a
 system message, assistant ``tool_calls`` as ``<tool_call>`` text, ``role: tool`` results as user turns).
@@ -12,6 +13,8 @@ system message, assistant ``tool_calls`` as ``<tool_call>`` text, ``role: tool``
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from dataclasses import dataclass, field
 
@@ -20,6 +23,8 @@ from ..resolve.sampling import SamplingParams
 from ..resolve.tools import ToolError, check_choice, check_tools, tool_messages
 
 MAX_STOP = 4  # OpenAI's limit on stop sequences
+MAX_IMAGE_BYTES = 512 * 1024  # one image part, decoded: under the default 1 MiB body (base64 is 4/3), so an image
+# too large is a 400 naming it rather than the body's 413
 
 
 class BadRequest(ValueError):
@@ -67,20 +72,51 @@ def _number(body: dict, name: str, lo: float, hi: float, default, integer: bool 
     return value
 
 
-def _text_content(content, where: str) -> str:
-    """A message's content: a string, or OpenAI's list of parts of which only text parts are readable here."""
+def _text_content(content, where: str, images: list | None = None) -> str:
+    """A message's content: a string, or OpenAI's list of parts: text parts, and with ``images`` (a user message)
+    ``image_url`` parts too, whose decoded bytes are appended to ``images``."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         texts = []
         for i, part in enumerate(content):
+            if images is not None and isinstance(part, dict) and part.get("type") == "image_url":
+                images.append(_image_part(part.get("image_url"), f"{where}.content[{i}]"))
+                continue
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise BadRequest(f"{where}.content[{i}] must be a text part {{'type': 'text', 'text': ...}}",
-                                 param=f"{where}.content")
+                kinds = "a text part {'type': 'text', 'text': ...}" + (" or an image_url part" if images is not None
+                                                                       else "")
+                raise BadRequest(f"{where}.content[{i}] must be {kinds}", param=f"{where}.content")
             texts.append(part["text"])
         return "".join(texts)
     raise BadRequest(f"{where}.content must be a string or a list of text parts, got {type(content).__name__}",
                      param=f"{where}.content")
+
+
+def _image_part(image_url, where: str) -> bytes:
+    """An ``image_url`` part's image, from a ``data:image/...;base64,...`` URL only: the server fetches nothing."""
+    url = image_url.get("url") if isinstance(image_url, dict) else image_url
+    param = where.partition(".")[0] + ".content"
+    if not isinstance(url, str) or not url:
+        raise BadRequest(f"{where}.image_url must be {{'url': 'data:image/png;base64,...'}}", param=param)
+    if not url.startswith("data:"):
+        scheme = url.split(":", 1)[0][:20] if ":" in url else "a URL without a scheme"
+        raise BadRequest(f"{where}.image_url: {scheme} URLs are not fetched (this server has no network); send the "
+                         "image inline as data:image/png;base64,...", param=param, code="image_url_not_data")
+    head, comma, payload = url[5:].partition(",")
+    if not comma or not head.endswith(";base64") or not head.lower().startswith("image/"):
+        raise BadRequest(f"{where}.image_url must be a base64 data URL of an image (data:image/png;base64,...), "
+                         f"got data:{head[:40]}", param=param)
+    if len(payload) > MAX_IMAGE_BYTES * 4 // 3 + 4:
+        raise BadRequest(f"{where}: the image is about {len(payload) * 3 // 4} bytes, at most {MAX_IMAGE_BYTES}",
+                         param=param, code="image_too_large")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (ValueError, binascii.Error):
+        raise BadRequest(f"{where}.image_url: the data URL is not valid base64", param=param) from None
+    if not data:
+        raise BadRequest(f"{where}.image_url: the image is empty", param=param)
+    return data
 
 
 def _common(body, max_tokens_cap: int) -> tuple[str, SamplingParams, bool, bool, str | None]:
@@ -134,7 +170,7 @@ def chat_request(body, max_tokens_cap: int) -> ServeRequest:
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty list of {'role', 'content'} objects", param="messages")
     tools, choice = _tools(body)
-    out = []
+    out, images = [], []
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
             raise BadRequest(f"messages[{i}] must be an object with 'role' and 'content'", param="messages")
@@ -151,9 +187,11 @@ def chat_request(body, max_tokens_cap: int) -> ServeRequest:
             out.append({"role": role, "content": "" if content is None else _text_content(content, f"messages[{i}]"),
                         "tool_calls": m["tool_calls"]})
             continue
-        item = {"role": role, "content": _text_content(m.get("content"), f"messages[{i}]")}
+        found = [] if role == "user" else None  # a user message's image_url parts
+        item = {"role": role, "content": _text_content(m.get("content"), f"messages[{i}]", found)}
         if role == "tool":
             item["tool_call_id"] = m.get("tool_call_id")
+        images += [(len(out), data) for data in found or ()]
         out.append(item)
     if any(m["role"] == "tool" or "tool_calls" in m for m in out) or tools:
         try:  # the calls and results as the chat encoder's text (resolve/tools.py), the tools listed first
@@ -163,6 +201,8 @@ def chat_request(body, max_tokens_cap: int) -> ServeRequest:
     if not any(m["content"].strip() for m in out if m["role"] != "assistant"):
         raise BadRequest("the prompt is empty", param="messages")
     extra = {"tools": tools, "tool_choice": choice} if tools else {}
+    if images:  # [(index in the messages, bytes)]: only a vision model reads them (serve/images.py)
+        extra["images"] = images
     return ServeRequest(model, out, sampling, stream, usage, user, "chat", extra)
 
 

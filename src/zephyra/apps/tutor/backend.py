@@ -8,7 +8,8 @@ behind the server's keys, on the server's own system (the math adapter joins it 
                               whole JSON: text, subject, adapter, sources, tool_calls, session); "stream": false: one
                               JSON. A session keeps the conversation: a learner's reply to a math problem is checked
                               against its steps (socratic.check) and the next turn made from the grounded prompt
-    POST /tutor/upload_image  an image (multipart form or raw bytes): {"image_id"}; not an image 400, too large 413
+    POST /tutor/upload_image  an image (multipart form or raw bytes): {"image_id", "bytes", "vision"} (vision: whether
+                              this server answers image questions); not an image 400, too large 413
     GET  /tutor/context?session=ID   what the last turn retrieved and why: query, subject, reason, scores
 
 The turn is made whole before any of it is sent: the answer guard (socratic.guard) must see all of it, so the
@@ -60,10 +61,18 @@ def serve_tutor(system, root: str | os.PathLike = "runs/tutor"):
 # sessions and turns
 # --------------------------------------------------------------------------------------------------------------
 
+# a learner's message that asks something new (not a reply to the session's question: "Is it a comet?")
+_NEW_QUESTION = re.compile(r"^\W*(?:what|who|whom|whose|which|where|when|why|how|define|explain|describe)\b", re.I)
+
+
+def new_question(message: str) -> bool:
+    return bool(_NEW_QUESTION.match(message)) and message.rstrip().endswith("?")
+
+
 class Session:
     def __init__(self, sid: str):
         self.id, self.lock = sid, threading.Lock()
-        self.task, self.step, self.solved = None, 0, False  # the math problem being worked through
+        self.task, self.step, self.solved = None, 0, False  # the problem or passage question being worked through
         self.subject: str | None = None
         self.user: str | None = None  # whose session it is (the request's "user"): the purge removes it
         self.said: list[tuple[str, str]] = []
@@ -115,26 +124,33 @@ class Backend:
         """One tutor turn in session ``s`` (its lock held by the caller)."""
         if image_id is not None:
             return self._vision_turn(s, message, subject, image_id)
+        from .passages import mask, passage_task
         from .problems import parse_problem, says_answer
-        from .socratic import check, task_of
+        from .socratic import task_of
 
         fresh = parse_problem(message)
-        if s.task is not None and not s.solved and fresh is None and subject in (None, "math"):
-            status, s.step = check(s.task, s.step, message)  # the learner's reply, against the problem's steps
+        if (s.task is not None and not s.solved and fresh is None and subject in (None, s.subject)
+                and not (s.task.label != "Problem" and new_question(message))):
+            status, s.step = s.task.check(s.step, message)  # the learner's reply, against the task's steps
             s.solved = status == "solved"
-            query, subject, why = s.task.question, "math", f"the session's problem (step {s.step + 1}, {status})"
-            _, sources = self.tutor.retrieved(query, "math")
+            subject, what = s.subject, ("problem" if s.task.label == "Problem" else "question")
+            query, why = s.task.question, f"the session's {what} (step {s.step + 1}, {status})"
+            _, sources = self.tutor.retrieved(query, subject)
         else:
             why = "the subject given" if subject else "the subject picked (arithmetic, else the best index)"
             subject, sources = self.tutor.retrieved(message, subject)
             query, status = message, "none"
             problem = fresh if subject == "math" else None
             s.task, s.step, s.solved, s.said = (task_of(problem) if problem else None), 0, False, []
-        if s.task is not None:
+            if s.task is None and subject != "math" and subject in getattr(self.tutor, "adapters", {}) and sources:
+                s.task = passage_task(message, sources[0]["text"])  # science, reading: the top passage's task
+        if s.task is not None and s.task.label == "Problem":
             sources = [x for x in sources if not says_answer(s.task.problem, x["text"])]
+        elif s.task is not None:  # the passages show the answer's words as gaps, as the hints do
+            sources = [{**x, "text": mask(x["text"], s.task.keys)} for x in sources]
         s.said.append(("Learner", message))
         if s.task is not None:
-            text, adapter = self.tutor.math_turn(s.task, s.step, status, s.said)
+            text, adapter = self.tutor.task_turn(subject, s.task, s.step, status, s.said)
         else:
             text, adapter = self.tutor.rules_turn(subject, sources)
         s.said = (s.said + [("Tutor", text)])[-MAX_SAID:]
@@ -143,6 +159,12 @@ class Backend:
                      "step": s.step if s.task is not None else None,
                      "scores": [{"id": x["id"], "score": x["score"]} for x in sources]}
         return {"text": text, "subject": subject, "adapter": adapter, "sources": sources, "tool_calls": []}
+
+    def see(self, data: bytes, question: str) -> str:
+        """The vision model's answer to ``question`` about the image ``data``: on the plain base, between two of
+        the engine's decoding steps (also ``tutor/vision`` of /v1/chat/completions: serve/images.py)."""
+        with self.tutor.system.engine.exclusive(None):
+            return self.vision.answer(data, question)
 
     def _vision_turn(self, s: Session, message: str, subject: str | None, image_id: str) -> dict:
         from ...serve.schema import BadRequest
@@ -157,8 +179,7 @@ class Backend:
         if self.vision is None:
             raise BadRequest("this server has no vision artifact (zephyra tutor vision writes runs/tutor/vision)",
                              param="image_id")
-        with self.tutor.system.engine.exclusive(None):  # the plain base, between two decoding steps
-            text = self.vision.answer(data, message)
+        text = self.see(data, message)
         s.said = (s.said + [("Learner", message), ("Tutor", text)])[-MAX_SAID:]
         s.context = {"session": s.id, "query": message, "subject": subject, "reason": "an image question: the "
                      "vision path", "image_id": image_id, "check": None, "step": None, "scores": []}
@@ -200,6 +221,8 @@ def add_routes(app, server, *, backend: Backend) -> Backend:
     from .vision import MAX_BYTES
 
     app.state.tutor = backend
+    if backend.vision is not None and hasattr(server, "image_models"):  # images in /v1/chat/completions
+        server.image_models["tutor/vision"] = backend.see
     if getattr(server, "privacy", None) is not None:  # the sessions hold the learners' text: purged per user
         from ...serve.privacy import MemoryStore
 
@@ -296,7 +319,7 @@ def add_routes(app, server, *, backend: Backend) -> Backend:
         except BadRequest as e:
             return refuse(e, "upload_image", started)
         _log("upload_image", 200, started, image_id=iid, bytes=len(data))
-        return JSONResponse({"image_id": iid, "bytes": len(data)})
+        return JSONResponse({"image_id": iid, "bytes": len(data), "vision": backend.vision is not None})
 
     @app.get("/tutor/context")
     async def context(request: HTTPRequest, session: str | None = None):

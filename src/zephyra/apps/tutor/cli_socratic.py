@@ -14,7 +14,7 @@ from ... import clikit
 
 OUT = Path("runs/tutor")
 BaseOpt = Annotated[Path, typer.Option(help="the base model")]
-SubjectOpt = Annotated[str, typer.Option(help="the subject (math)")]
+SubjectOpt = Annotated[str, typer.Option(help="the subject: math, science or reading")]
 
 
 def _err(fn):
@@ -34,7 +34,9 @@ def register(app) -> None:
               = Path("runs/data/phase2"),
               overrides: Annotated[list[str] | None, typer.Argument(help="recipe key=value (adapters/tutor.yaml)")]
               = None) -> None:
-        """The subject's tutoring dialogues and its Socratic adapter (a few minutes on 2 cores)."""
+        """The subject's tutoring dialogues and its Socratic adapter (a few minutes on 2 cores).
+
+        Command: ``zephyra tutor build --subject science``."""
         from .socratic import train_tutor
 
         if not (base / "config.json").is_file():
@@ -73,21 +75,26 @@ def register(app) -> None:
     @app.command()
     def bench(subject: SubjectOpt = "math", base: BaseOpt = Path("runs/phase2/final"),
               out: Annotated[Path, typer.Option(help="where build wrote the adapters; the report goes here")] = OUT,
-              problems: Annotated[int, typer.Option(min=1, help="held-out problems")] = 300,
+              problems: Annotated[int, typer.Option(min=1, help="held-out problems (or passage items)")] = 300,
               turns: Annotated[int, typer.Option(min=1, help="tutor turns a conversation, at most")] = 5,
               as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-        """Conversations with simulated learners on held-out problems: leak rate, questions, learner success."""
+        """Conversations with simulated learners on held-out items: leak rate, questions, learner success.
+
+        Command: ``zephyra tutor bench --subject reading``."""
         from ...io import atomic_write_json
         from ...resolve.system import load_system
         from .socratic import bench_markdown, tutor_bench
 
+        from .subjects import check_subject
+
+        _err(lambda: check_subject(subject))
         adapter = out / "adapters" / subject
         if not (adapter / "adapter_config.json").is_file():
             clikit.fail(f"no {subject} tutor adapter under {out / 'adapters'}; train it: zephyra tutor build "
                         f"--subject {subject}")
         system = _err(lambda: load_system(base, None, None, adapter_dirs={subject: adapter}))
         try:
-            report = _err(lambda: tutor_bench(system, subject, adapter=subject, n=problems, turns=turns,
+            report = _err(lambda: tutor_bench(system, subject, adapter=subject, n=problems, turns=turns, root=out,
                                               echo=lambda s: typer.echo(s, err=True)))
         finally:
             system.close()

@@ -16,7 +16,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object on stdout
 
 
 def tools_train(base: BaseOpt = BASE, out: Annotated[str, typer.Option("--out")] = ADAPTER,
-                steps: Annotated[int, typer.Option(min=1, help="optimizer steps")] = 150,
+                steps: Annotated[int, typer.Option(min=1, help="optimizer steps")] = 400,
                 force: Annotated[bool, typer.Option(help="retrain over a finished adapter")] = False,
                 overrides: Annotated[list[str] | None, typer.Argument(help="key=value recipe overrides")] = None
                 ) -> None:
@@ -40,6 +40,8 @@ def tools_calibrate(base: BaseOpt = BASE, adapter: AdapterOpt = ADAPTER,
 
 def tools_bench(base: BaseOpt = BASE, adapter: AdapterOpt = ADAPTER,
                 n: Annotated[int, typer.Option(min=5, help="held-out prompts")] = 60,
+                failures: Annotated[bool, typer.Option("--failures", help="print each failing case: wanted, got")]
+                = False,
                 as_json: JsonOpt = False) -> None:
     """The BFCL-style held-out benchmark: correct tool and arguments, no call when no tool fits."""
     from .tools import load_tools_model
@@ -56,7 +58,10 @@ def tools_bench(base: BaseOpt = BASE, adapter: AdapterOpt = ADAPTER,
     typer.echo(f"{'call (structure match)':<24} {pct(report['call_accuracy']):>8}  {report['n_call']}")
     typer.echo(f"{'no call when none fits':<24} {pct(report['no_call_accuracy']):>8}  {report['n_no_call']}")
     for name, acc in report["by_tool"].items():
-        typer.echo(f"{'  ' + name:<24} {pct(acc):>8}")
+        typer.echo(f"{'  ' + name:<24} {pct(acc):>8}  {report['n_by_tool'][name]}")
+    if failures:
+        for f in report["failures"]:
+            typer.echo(f"FAIL {f['prompt']!r}\n  want {json.dumps(f['want'])}\n  got  {json.dumps(f['got'])}")
 
 
 def tools_call(prompt: Annotated[str, typer.Argument(help="the learner's message")],

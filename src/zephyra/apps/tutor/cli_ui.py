@@ -18,13 +18,15 @@ import typer
 from ... import clikit
 
 UI = Path(__file__).with_name("ui.py")
+MAX_UPLOAD_MB = 20  # vision.MAX_BYTES in MiB, the backend's limit (a test holds them equal; vision imports torch)
 
 
 def streamlit_command(port: int, address: str = "localhost") -> list[str]:
     """``streamlit run ui.py``, headless (no browser opened, no usage statistics sent)."""
     return [sys.executable, "-m", "streamlit", "run", str(UI), "--server.headless", "true",
             "--server.port", str(port), "--server.address", address, "--browser.gatherUsageStats", "false",
-            "--client.toolbarMode", "minimal"]  # no "Deploy" button
+            "--client.toolbarMode", "minimal",  # no "Deploy" button
+            "--server.maxUploadSize", str(MAX_UPLOAD_MB)]  # the uploader says the backend's limit, not 200 MB
 
 
 def ui_env(server: str | None, api_key: str | None, base: Path, root: Path) -> dict[str, str]:
@@ -47,6 +49,8 @@ def ui(server: Annotated[str | None, typer.Option(help="the backend (zephyra ser
        root: Annotated[Path, typer.Option(help="the tutor's indexes, adapters, vision (in-process only)")]
        = Path("runs/tutor")) -> None:
     """The tutor's Streamlit app: chat, subject, image upload, reading options, and the steps behind each turn."""
+    if server and not server.startswith(("http://", "https://")):
+        clikit.fail(f"--server must be the backend's http(s) URL (zephyra serve --tutor), got {server!r}")
     if not server and not (base / "config.json").is_file():
         clikit.fail(f"--base {base}: no model there (run the quickstart, pass --base, or --server URL)")
     typer.echo(f"the tutor's app on http://{address}:{port} ({server or 'in-process'}); Ctrl-C stops it", err=True)

@@ -1,6 +1,6 @@
 """``zephyra tutor``'s verbs for the vision part (added to the tutor's app by ``register``).
 
-    zephyra tutor vision-train --base runs/phase2/final --out runs/tutor/vision     # ~5 min on 2 cores
+    zephyra tutor vision-train --base runs/phase2/final --out runs/tutor/vision     # ~20 min on 2 cores
     zephyra tutor vision-eval runs/tutor/vision --base runs/phase2/final            # the held-out table
     zephyra tutor see digit.png "What digit is this?" --vision runs/tutor/vision
 """
@@ -30,6 +30,8 @@ def vision_train(base: BaseOpt = BASE,
                  out: Annotated[Path, typer.Option("--out", help="the artifact directory")] = VISION,
                  steps: Annotated[int, typer.Option(help="projection training steps")] = 1500,
                  tokens: Annotated[int, typer.Option(help="K, the image tokens before the text")] = 4,
+                 stage_grid: Annotated[int, typer.Option(help="the encoder's stride-16 stage pooled to N x N cells "
+                                                              "beside its head's 2 x 2 (0: the head's only)")] = 4,
                  seed: Annotated[int, typer.Option(help="the toy data's and the training's seed")] = 0,
                  cache: Annotated[Path, typer.Option(help="where encoder features are cached")]
                  = Path("runs/cache/tutor-vision"),
@@ -41,7 +43,7 @@ def vision_train(base: BaseOpt = BASE,
     from .vision import VisionConfig, markdown_table, train_vision
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    cfg = VisionConfig(steps=steps, tokens=tokens, seed=seed)
+    cfg = VisionConfig(steps=steps, tokens=tokens, seed=seed, stage_grid=stage_grid)
     metrics = train_vision(base, out, cfg, cache_dir=cache, log=lambda m: typer.echo(m, err=True))
     if as_json:
         typer.echo(json.dumps(metrics))

@@ -1,8 +1,8 @@
 """The tutor's subject corpora, built offline from installed packages: documents -> chunks and Q/A records.
 
     math      generated problems (problems.py) with their worked solutions; SymPy's tutorial (python-sympy-doc)
-    science   GCIDE entries labelled (Physics), (Chem.), (Biol.)/(Zool.)/(Bot.), (Astron.), and WordNet synsets in
-              the physics, chemistry, biology and astronomy topics
+    science   GCIDE entries labelled (Physics), (Chem.), (Biol.)/(Zool.)/(Bot.), (Astron.), WordNet synsets in
+              the physics, chemistry, biology and astronomy topics, and the KStars handbook's AstroInfo articles
     reading   speeches from Shakespeare's plays and verses of the KJV, with comprehension questions (who says a
               line, which word completes it, what a verse says, what follows a verse)
 
@@ -43,6 +43,7 @@ class Sizes:
     problems: int = 1500  # generated math problems
     sympy_sections: int = 400  # SymPy tutorial sections, at most
     per_field: int = 350  # science entries per field and source (GCIDE, WordNet)
+    articles: int = 100  # KStars AstroInfo articles, at most (kstars-data ships 32)
     per_play: int = 150  # speeches per play
     plays: tuple[str, ...] = READING_PLAYS
     verses: int = 1200  # KJV verses, over READING_BOOKS
@@ -52,7 +53,7 @@ class Sizes:
 # --- shared text helpers (ingest.py uses them too) --------------------------------------------------------------
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
-_DEFINITION = re.compile(r"^(?:An?|The)?\s*([A-Za-z][\w\- ]{1,40}?) (?:is|are|refers to|means) "
+_DEFINITION = re.compile(r"^(?:(?:An?|The)\s+)?([A-Za-z][\w\- ]{1,40}?) (?:is|are|refers to|means) "
                          r"((?:a|an|the|any|one)\b[^.]{8,250}\.)")
 
 
@@ -72,7 +73,8 @@ def definitions(text: str) -> Iterator[tuple[str, str]]:
     X?" records of prose."""
     for s in sentences(text):
         m = _DEFINITION.match(s)
-        if m and len(m.group(1).split()) <= 4 and m.group(1).lower() not in ("it", "this", "that", "there", "here"):
+        if m and len(m.group(1).split()) <= 4 and m.group(1).split()[0].lower() not in (
+                "it", "this", "that", "there", "here", "these", "those", "they", "such", "its", "their"):
             yield m.group(1).strip(), s
 
 
@@ -173,7 +175,8 @@ def sympy_tutorial(max_sections: int) -> tuple[list[dict], list[dict]]:
 # --- science ----------------------------------------------------------------------------------------------------
 
 def science_corpus(sizes: Sizes, log: Callable[[str], None]) -> tuple[list[dict], list[dict], dict]:
-    """Labelled GCIDE entries and WordNet topic synsets of physics, chemistry, biology and astronomy."""
+    """Labelled GCIDE entries and WordNet topic synsets of physics, chemistry, biology and astronomy; the KStars
+    handbook's astronomy articles (kstars-data)."""
     chunks, records, lineage = [], [], {}
     for name, reader in (("gcide", _gcide_science), ("wordnet", _wordnet_science)):
         from ...data.sources import get_source
@@ -187,6 +190,13 @@ def science_corpus(sizes: Sizes, log: Callable[[str], None]) -> tuple[list[dict]
         records += q
         lineage[name] = {**src.describe(), "chunks": len(c)}
         log(f"  science: {len(c)} {name} entries ({time.time() - t:.1f} s)")
+    if KSTARS_HANDBOOK.is_dir():
+        c, q = kstars_science(sizes.articles)
+        chunks, records = chunks + c, records + q
+        lineage["kstars-data"] = {"path": str(KSTARS_HANDBOOK), "chunks": len(c)}
+        log(f"  science: {len(c)} chunks of {len({x['doc_id'] for x in c})} KStars AstroInfo articles")
+    else:
+        log("  science: kstars-data not installed, its AstroInfo articles skipped (apt-get install kstars-data)")
     return chunks, records, lineage
 
 
@@ -238,6 +248,50 @@ def _wordnet_science(src, per_field: int) -> tuple[list[dict], list[dict]]:
             chunks.append(chunk(doc, doc, "science", "wordnet", src.render(syn), field=field_name))
             records.append(qa(f"What is {syn.lemmas[0]} in {field_name}?", gloss[:1].upper() + gloss[1:] + ".",
                               doc, "science", "wordnet", syn.lemmas[0], field=field_name))
+    return chunks, records
+
+
+KSTARS_HANDBOOK = Path("/usr/share/doc/HTML/en/kstars")  # kstars-data: the handbook's AstroInfo articles
+_DOCBOOK_ENTITIES = {"kstars": "KStars", "ie": "i.e.", "etc": "etc.", "pi": "pi", "ndash": "-", "lt": "<",
+                     "gt": ">", "amp": "&", "eg": "e.g.", "nbsp": " "}
+_TAG = re.compile(r"<[^>]+>")
+
+
+def docbook_articles(folder: Path = KSTARS_HANDBOOK) -> list[tuple[str, str, str]]:
+    """(file stem, title, prose) of each AstroInfo article (a ``<sect1 id="ai-...">``) of the KStars handbook;
+    the table of contents, figures, index terms and markup are dropped."""
+    out = []
+    for page in sorted(folder.glob("*.docbook")):
+        text = page.read_text(encoding="utf-8", errors="replace")
+        if '<sect1 id="ai-' not in text or page.stem == "ai-contents":
+            continue
+        title = re.search(r"<title>(.*?)</title>", text, re.S)
+        paras = re.findall(r"<para>(.*?)</para>", re.sub(r"<(indexterm|figure|mediaobject|screenshot)\b.*?</\1>",
+                                                         " ", text, flags=re.S), re.S)
+        prose = " ".join(_TAG.sub(" ", p) for p in paras)
+        prose = re.sub(r"&([A-Za-z.]+);", lambda m: _DOCBOOK_ENTITIES.get(m.group(1), ""), prose)
+        prose = re.sub(r"\s+([.,;:)])", r"\1", " ".join(prose.split()))
+        if title and len(prose.split()) >= 30:
+            out.append((page.stem, " ".join(_TAG.sub(" ", title.group(1)).split()), prose))
+    return out
+
+
+def kstars_science(max_articles: int) -> tuple[list[dict], list[dict]]:
+    """The KStars handbook's AstroInfo articles (astronomy): one document each, its prose in chunks; a "What is X
+    in astronomy?" record for each defining sentence of the article's own subject (its title's term)."""
+    chunks, records = [], []
+    for stem, title, prose in docbook_articles()[:max_articles]:
+        doc = f"kstars:{stem}"
+        for k, piece in enumerate(pieces(prose)):
+            chunks.append(chunk(f"{doc}#{k}", doc, "science", "kstars-data", f"{title} (astronomy): {piece}",
+                                field="astronomy"))
+        seen = set()
+        for term, sentence in definitions(prose):  # the article's own terms ("A blackbody refers to ...")
+            if term.lower() in seen or not (term.lower() in title.lower() or title.lower() in term.lower()):
+                continue
+            seen.add(term.lower())
+            records.append(qa(f"What is {term.lower()} in astronomy?", sentence, doc, "science", "kstars-data",
+                              term, field="astronomy"))
     return chunks, records
 
 

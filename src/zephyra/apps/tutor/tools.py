@@ -39,6 +39,8 @@ from ...resolve.tools import (
     marker_logprob,
     model_scorer,
     read_threshold,
+    sequence_scorer,
+    tag_span,
     tool_messages,
     write_calibration,
 )
@@ -165,6 +167,17 @@ UNIT_NAMES = {"mm": "millimetres", "cm": "centimetres", "m": "metres", "km": "ki
               "ft": "feet", "mi": "miles", "mg": "milligrams", "g": "grams", "kg": "kilograms", "lb": "pounds",
               "oz": "ounces", "s": "seconds", "min": "minutes", "h": "hours", "day": "days", "C": "degrees Celsius",
               "F": "degrees Fahrenheit", "K": "kelvin"}
+UNIT_ALIASES = {  # the words that name a unit (the schema's x-aliases: how constrained decoding finds the units named)
+    "mm": ["millimetre", "millimetres", "millimeter", "millimeters"],
+    "cm": ["centimetre", "centimetres", "centimeter", "centimeters"],
+    "m": ["metre", "metres", "meter", "meters"], "km": ["kilometre", "kilometres", "kilometer", "kilometers"],
+    "in": ["inch", "inches"], "ft": ["foot", "feet"], "mi": ["mile", "miles"],
+    "mg": ["milligram", "milligrams"], "g": ["gram", "grams"], "kg": ["kilogram", "kilograms", "kilo", "kilos"],
+    "lb": ["pound", "pounds", "lbs"], "oz": ["ounce", "ounces"],
+    "s": ["second", "seconds", "sec", "secs"], "min": ["minute", "minutes", "mins"],
+    "h": ["hour", "hours", "hr", "hrs"], "day": ["days"],
+    "C": ["Celsius", "°C", "centigrade"], "F": ["Fahrenheit", "°F"], "K": ["kelvin", "kelvins"],
+}
 
 
 def _to_kelvin(v: float, unit: str) -> float:
@@ -208,10 +221,14 @@ CALCULATOR = _spec("calculator", "Arithmetic.",
 CHECK_ANSWER = _spec("check_answer", "Compare an answer with the expected one.",
                      {"answer": {"type": "string"}, "expected": {"type": "string"}}, ["answer", "expected"])
 CONVERT_UNITS = _spec("convert_units", "Unit conversion.",
-                      {"value": {"type": "number"}, "from_unit": {"type": "string", "enum": list(UNITS)},
-                       "to_unit": {"type": "string", "enum": list(UNITS)}}, ["value", "from_unit", "to_unit"])
+                      {"value": {"type": "number"},
+                       "from_unit": {"type": "string", "enum": list(UNITS), "x-aliases": UNIT_ALIASES},
+                       "to_unit": {"type": "string", "enum": list(UNITS), "x-aliases": UNIT_ALIASES}},
+                      ["value", "from_unit", "to_unit"])
+SUBJECT_ALIASES = {"math": ["maths", "mathematics"]}
 RETRIEVE = _spec("retrieve", "Textbook passages on a topic.",
-                 {"query": {"type": "string"}, "subject": {"type": "string", "enum": list(SUBJECTS)}}, ["query"])
+                 {"query": {"type": "string"},
+                  "subject": {"type": "string", "enum": list(SUBJECTS), "x-aliases": SUBJECT_ALIASES}}, ["query"])
 SPECS = [CALCULATOR, CHECK_ANSWER, CONVERT_UNITS, RETRIEVE]
 
 
@@ -314,13 +331,13 @@ def run_with_tools(model, tokenizer, prompt: str | Sequence[Mapping], toolbox: T
     p(marker) to call under ``auto`` (default: the adapter's calibrated one, ``model_threshold``)."""
     threshold = model_threshold(model, threshold)
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-    score = model_scorer(model)
+    score, seq_score = model_scorer(model), sequence_scorer(model)
     made: list[dict] = []
     rounds = 0
     while True:
         ids = _prompt_ids(model, tokenizer, messages, toolbox)
         decision = decode_call(score, tokenizer, ids, toolbox.tools, choice if rounds < max_rounds else "none",
-                               threshold)
+                               threshold, seq_score=seq_score)
         if decision.call is None:
             text = generate_text(model, tokenizer, ids, max_tokens)
             messages.append({"role": "assistant", "content": text})
@@ -339,62 +356,140 @@ def run_with_tools(model, tokenizer, prompt: str | Sequence[Mapping], toolbox: T
 # training and benchmark data (BFCL-style): the test split uses phrasings training never sees
 # --------------------------------------------------------------------------------------------------------------
 
-PHRASES = {  # kind -> (train phrasings, test phrasings, validation phrasings)
+PHRASES = {  # kind -> (train phrasings, test phrasings, validation phrasings): no phrasing in two splits
     "calculator": (["What is {e}?", "Compute {e}.", "Calculate {e}.", "Please work out {e}.", "{e} = ?",
-                    "Use the calculator for {e}.", "What does {e} come to?"],
-                   ["How much is {e}?", "Can you evaluate {e} for me?", "Quick sum: {e}"],
-                   ["Find the value of {e}.", "Solve {e} please.", "I need {e} worked out."]),
+                    "Use the calculator for {e}.", "What does {e} come to?", "Work out {e} for me.", "What's {e}?",
+                    "Evaluate {e}.", "I need the value of {e}.", "Could you calculate {e}?",
+                    "Help me compute {e}, please.", "What do you get for {e}?", "Give me the result of {e}.",
+                    "Tell me what {e} equals.", "{e}?", "Do the arithmetic: {e}", "Figure out {e}.",
+                    "Can you do {e}?", "My homework asks for {e}. What is it?", "Please calculate {e} exactly."],
+                   ["How much is {e}?", "Can you evaluate {e} for me?", "Quick sum: {e}", "Mind solving {e}?",
+                    "Result of {e}, please."],
+                   ["Find the value of {e}.", "Solve {e} please.", "I need {e} worked out.", "Crunch {e}.",
+                    "What would {e} be?"]),
     "check_answer": (["I think the answer is {a}, and the book says {b}. Am I right?",
                       "Is my answer {a} correct? The expected answer is {b}.",
-                      "Check my answer {a} against {b}.", "I got {a}. The answer key says {b}. Is that right?"],
+                      "Check my answer {a} against {b}.", "I got {a}. The answer key says {b}. Is that right?",
+                      "The correct answer is {b}. I said {a}. Did I get it right?", "My answer: {a}. Expected: {b}.",
+                      "I wrote {a}; the answer should be {b}. Check it.",
+                      "Compare my answer {a} with the expected {b}.", "Teacher says {b}, I said {a}. Am I correct?",
+                      "Can you check if my {a} matches the answer {b}?", "I came up with {a}. The key says {b}. Right?",
+                      "Does my answer {a} match the expected answer {b}?",
+                      "The answer is {b} and mine is {a}. Is mine right?",
+                      "Answer key: {b}. My answer: {a}. Please check.", "Was {a} right? The book has {b}."],
                      ["My result was {a} while the solution says {b}; did I get it?",
-                      "Expected {b}, I wrote {a}. Correct?"],
-                     ["I answered {a} but the key has {b}. Was I right?", "Grade my answer {a}; it should be {b}."]),
+                      "Expected {b}, I wrote {a}. Correct?", "Mark my answer {a}; the right one is {b}.",
+                      "Would {a} count as correct if the answer is {b}?"],
+                     ["I answered {a} but the key has {b}. Was I right?", "Grade my answer {a}; it should be {b}.",
+                      "The sheet says {b}. I put {a}. Okay?"]),
     "convert_units": (["Convert {v} {f} to {t}.", "How many {t} is {v} {f}?", "Change {v} {f} into {t}.",
-                       "{v} {f} in {t}, please.", "Express {v} {f} in {t}."],
-                      ["What is {v} {f} in {t}?", "Turn {v} {f} into {t} for me."],
-                      ["I have {v} {f}; how much is that in {t}?", "Switch {v} {f} to {t}."]),
+                       "{v} {f} in {t}, please.", "Express {v} {f} in {t}.", "How many {t} are in {v} {f}?",
+                       "Convert {v} {f} into {t}, please.", "{v} {f} to {t}?", "I need {v} {f} converted to {t}.",
+                       "Please convert {v} {f} to {t}.", "Can you change {v} {f} to {t}?",
+                       "Give {v} {f} in {t}.", "{v} {f} equals how many {t}?", "What's {v} {f} in {t}?",
+                       "Convert from {f} to {t}: {v}", "From {f} to {t}, convert {v}.",
+                       "The recipe says {v} {f}. How many {t} is that?", "Write {v} {f} as {t}."],
+                      ["What is {v} {f} in {t}?", "Turn {v} {f} into {t} for me.",
+                       "If something is {v} {f}, what is that in {t}?", "{v} {f} expressed as {t}?"],
+                      ["I have {v} {f}; how much is that in {t}?", "Switch {v} {f} to {t}.",
+                       "Translate {v} {f} to {t}."]),
     "retrieve": (["Look up {q} in the {s} notes.", "Find a passage about {q}.", "Search the {s} book for {q}.",
-                  "Retrieve the {s} text on {q}.", "Find me something to read about {q}."],
-                 ["Show me what the {s} textbook says about {q}.", "Could you fetch passages on {q}?"],
-                 ["Pull up the {s} chapter on {q}.", "Get me reading material on {q}."]),
+                  "Retrieve the {s} text on {q}.", "Find me something to read about {q}.", "Look up {q}.",
+                  "Search for {q}.", "Find passages on {q}.", "What does the book say about {q}?",
+                  "Open the {s} notes on {q}.", "I want to read about {q}.", "Find {s} passages about {q}.",
+                  "Search the textbook for {q}.", "Give me the {s} passage on {q}.", "Can you look up {q} for me?",
+                  "Find text about {q} in {s}.", "Retrieve passages about {q}, please.",
+                  "I am studying {q}. Find me the {s} notes."],
+                 ["Show me what the {s} textbook says about {q}.", "Could you fetch passages on {q}?",
+                  "Dig up some material about {q}.", "Is there anything in the {s} book on {q}?"],
+                 ["Pull up the {s} chapter on {q}.", "Get me reading material on {q}.",
+                  "Locate the {s} section about {q}."]),
 }
 NO_TOOL = (["Hello!", "Hi there, how are you?", "Good morning.", "Thank you for the help!", "Who are you?",
             "Can you help me study?", "I am feeling tired today.", "What is your name?", "Goodbye!",
             "Tell me a joke.", "Nice to meet you.", "What should I study first?", "I finished my homework.",
-            "Who is Polonius?", "What is a compiler?", "Why is the sky blue?", "What is the capital of Peru?"],
+            "Who is Polonius?", "What is a compiler?", "Why is the sky blue?", "What is the capital of Peru?",
+            "Hey!", "Thanks, that makes sense.", "Good afternoon.", "I do not understand.", "Can we take a break?",
+            "Who discovered penicillin?", "What is a verb?", "Why do leaves fall?", "I am 12 years old.",
+            "My sister has 3 cats.", "What is your favourite book?", "I love maths.", "Bye for now.",
+            "How are you doing?", "Is it going to rain?", "What does a tutor do?", "I have 2 tests this week.",
+            "Where is Egypt?", "Who was Julius Caesar?", "What is a metaphor?", "Can you explain yourself?",
+            "That was fun.", "Okay.", "I am ready to start.", "What time is it?"],
            ["Hey, what's up?", "Thanks a lot!", "Good evening.", "Who wrote Hamlet?", "What is a noun?",
-            "See you tomorrow.", "I like reading books.", "What is photosynthesis?"],
+            "See you tomorrow.", "I like reading books.", "What is photosynthesis?", "I have 4 pets at home.",
+            "Why do we dream?", "Cheers, mate.", "Where do penguins live?"],
            ["Hi!", "Thank you so much.", "Good night.", "Who painted the Mona Lisa?", "What is an adjective?",
-            "Talk to you later.", "I enjoy science class.", "What is gravity?", "How was your day?"])
+            "Talk to you later.", "I enjoy science class.", "What is gravity?", "How was your day?",
+            "We moved here 5 years ago.", "Who invented the telephone?", "What is a poem?"])
 NO_TOOL_ANSWER = "Happy to help. What would you like to work on?"
 TOPICS = (["fractions", "photosynthesis", "gravity", "the water cycle", "prime numbers", "Hamlet", "atoms",
-           "percentages", "the solar system", "verbs", "triangles", "magnetism", "cells", "the ark"],
-          ["volcanoes", "decimals", "planets", "Macbeth", "electricity", "rhymes"],
-          ["earthquakes", "ratios", "the moon", "Othello", "sound waves", "poems"])
+           "percentages", "the solar system", "verbs", "triangles", "magnetism", "cells", "the ark",
+           "long division", "angles", "the Roman empire", "digestion", "friction", "molecules", "King Lear",
+           "circles", "evaporation", "the French revolution", "nouns", "chemical bonds", "the heart", "acids",
+           "probability", "ecosystems", "Romeo and Juliet", "weather", "light", "the skeleton", "comets",
+           "square roots", "punctuation", "energy", "plants", "the alphabet", "stars", "negative numbers",
+           "rivers", "mountains", "the lungs", "simple machines", "algebra", "seeds", "the Psalms", "metals",
+           "kinetic energy", "the periodic table", "sentences", "volume", "insects", "galaxies", "rainbows",
+           "Genesis", "graphs", "climate", "bacteria", "mammals", "erosion", "the brain", "rectangles",
+           "the tempest", "fossils", "oceans", "nutrition", "static electricity", "the nervous system"],
+          ["volcanoes", "decimals", "planets", "Macbeth", "electricity", "rhymes", "dinosaurs", "the immune system",
+           "ancient Egypt", "multiplication tables", "tides", "pollination", "sonnets", "density", "glaciers"],
+          ["earthquakes", "ratios", "the moon", "Othello", "sound waves", "poems", "forests", "the blood",
+           "pyramids", "adverbs", "photons", "deserts"])
 SPLITS = ("train", "test", "validation")  # validation: its own phrasings, topics and no-tool prompts, to calibrate
+_SYLLABLES = ["ba", "ko", "ri", "te", "mu", "sa", "lin", "dor", "vex", "pa", "qui", "zen", "tho", "gra", "ul", "mer"]
+
+
+def _made_up_word(rng: random.Random) -> str:
+    """A word no split uses (training only): copying must not rest on knowing the value."""
+    return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3)))
 
 
 def _expression(rng: random.Random) -> str:
     a, b, c = rng.randint(1, 99), rng.randint(1, 99), rng.randint(2, 12)
+    d = round(rng.uniform(0.5, 50), 1)
     return rng.choice([f"{a} + {b}", f"{a} - {b}", f"{a} * {c}", f"{a} / {c}", f"({a} + {b}) * {c}",
-                       f"{a} * {b} - {c}", f"{c} ** 2", f"{a} % {c}"])
+                       f"{a} * {b} - {c}", f"{c} ** 2", f"{a} % {c}", f"{a} + {b} + {c}", f"{d} * {c}",
+                       f"{a * 10} / {b}", f"{a} - {b} * {c}", f"({a} - {c}) / {c}", f"{d} + {a}"])
 
 
-def _answer_pair(rng: random.Random) -> tuple[str, str]:
+def _answer_pair(rng: random.Random, words: Sequence[str] = ()) -> tuple[str, str]:
     n, d = rng.randint(1, 9), rng.randint(2, 12)
-    b = rng.choice([f"{n}/{d}", str(rng.randint(1, 200)), f"{rng.randint(1, 99)}%", f"{rng.randint(1, 99)}.5"])
-    a = b if rng.random() < 0.5 else rng.choice([str(rng.randint(1, 200)), f"{n + 1}/{d}", f"{rng.randint(1, 9)}.25"])
-    return a, b
+    kinds = [f"{n}/{d}", str(rng.randint(1, 999)), f"{rng.randint(1, 99)}%", f"{rng.randint(1, 99)}.5",
+             f"{rng.randint(0, 20)}.{rng.randint(1, 99):02d}", f"x = {rng.randint(-20, 20)}"]
+    if words:
+        kinds.append(rng.choice(words))
+    b = rng.choice(kinds)
+    if rng.random() < 0.4:
+        return b, b
+    others = list(words) if b in words else [str(rng.randint(1, 999)), f"{n + 1}/{d}", f"{rng.randint(1, 9)}.25",
+                                              *kinds[:-1]]
+    others = [o for o in others if o != b] or [b.upper()]
+    return rng.choice(others), b
 
 
 _DIMS = {d: [u for u, (dim, _) in UNITS.items() if dim == d] for d in ("length", "mass", "time", "temperature")}
 
 
+def _unit_word(rng: random.Random, unit: str, value) -> str:
+    """How a prompt names ``unit``: its symbol, or one of its words (a singular for 1)."""
+    words = [w for w in UNIT_ALIASES[unit] if not w.startswith("°")]
+    if rng.random() < 0.4 or not words:
+        return unit
+    if unit in ("C", "F") and rng.random() < 0.5:
+        return f"degrees {words[0]}"
+    plural = [w for w in words if w.endswith("s") or w == "feet"] or words
+    single = [w for w in words if w not in plural] or words
+    return rng.choice(single if value == 1 else plural)
+
+
 def make_examples(split: str = "train", n: int = 2000, seed: int = 0) -> list[dict]:
-    """BFCL-style rows: ``{"prompt", "call": {"name", "arguments"} | None, "kind"}``; ``split`` "test" uses the
+    """BFCL-style rows: ``{"prompt", "call": {"name", "arguments"} | None, "kind", "tagged"}`` (``tagged``: the
+    prompt with the spans of the call's first 1..all arguments marked, ``resolve.tools.tag_span``, what the
+    adapter learns to point with; calls only); ``split`` "test" uses the
     held-out phrasings, topics and no-tool prompts (and other numbers, by the seed); "validation" a third set of
-    each, seen by neither training nor the benchmark (the call threshold is calibrated on it)."""
+    each, seen by neither training nor the benchmark (the call threshold is calibrated on it). Training also
+    uses made-up words as topics and answers, so that the adapter learns to copy values, not to recall them."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     k = SPLITS.index(split)
@@ -409,23 +504,33 @@ def make_examples(split: str = "train", n: int = 2000, seed: int = 0) -> list[di
         phrase = rng.choice(PHRASES[kind][k])
         if kind == "calculator":
             e = _expression(rng)
-            rows.append({"prompt": phrase.format(e=e), "call": {"name": kind, "arguments": {"expression": e}}})
+            fields, args = {"e": ("expression", e)}, {"expression": e}
         elif kind == "check_answer":
-            a, b = _answer_pair(rng)
-            rows.append({"prompt": phrase.format(a=a, b=b),
-                         "call": {"name": kind, "arguments": {"answer": a, "expected": b}}})
+            words = [_made_up_word(rng) for _ in range(2)] if k == 0 and rng.random() < 0.3 else \
+                [t for t in TOPICS[k] if " " not in t]
+            a, b = _answer_pair(rng, words)
+            fields, args = {"a": ("answer", a), "b": ("expected", b)}, {"answer": a, "expected": b}
         elif kind == "convert_units":
             dim = rng.choice(list(_DIMS))
             f, t = rng.sample(_DIMS[dim], 2)
-            v = rng.choice([rng.randint(1, 500), round(rng.uniform(0, 100), 1)])
-            words = rng.random() < 0.5
-            rows.append({"prompt": phrase.format(v=v, f=UNIT_NAMES[f] if words else f,
-                                                 t=UNIT_NAMES[t] if words else t),
-                         "call": {"name": kind, "arguments": {"value": v, "from_unit": f, "to_unit": t}}})
+            v = rng.choice([rng.randint(1, 500), round(rng.uniform(0, 100), 1), rng.randint(1, 12)])
+            if dim == "temperature" and rng.random() < 0.2:
+                v = -v
+            fields = {"v": ("value", v), "f": ("from_unit", _unit_word(rng, f, v)),
+                      "t": ("to_unit", _unit_word(rng, t, 2))}
+            args = {"value": v, "from_unit": f, "to_unit": t}
         else:
-            q, s = rng.choice(TOPICS[k]), rng.choice(SUBJECTS)
+            q = _made_up_word(rng) if k == 0 and rng.random() < 0.3 else rng.choice(TOPICS[k])
+            s = rng.choice(SUBJECTS)
+            fields = {"q": ("query", q), "s": ("subject", s)}
             args = {"query": q, "subject": s} if "{s}" in phrase else {"query": q}
-            rows.append({"prompt": phrase.format(q=q, s=s), "call": {"name": kind, "arguments": args}})
+        # decoding points at the arguments in the schema's order, each with those before it marked: so the
+        # marks of the first 1..all arguments (a random count), as the decoder will have them
+        marked = list(args)[:rng.randint(1, len(args))]
+        rows.append({"prompt": phrase.format(**{p: v for p, (_, v) in fields.items()}),
+                     "tagged": phrase.format(**{p: tag_span(key, v) if key in marked else v
+                                                for p, (key, v) in fields.items()}),
+                     "call": {"name": kind, "arguments": args}})
         rows[-1]["kind"] = kind
     return rows
 
@@ -436,7 +541,8 @@ def _toolbox_for_data() -> Toolbox:
 
 def training_documents(tokenizer, n: int = 4000, seed: int = 0) -> list[str]:
     """The rendered training conversations (through the one chat encoder): a call, then often its result and
-    a short answer; or a plain answer when no tool fits."""
+    a short answer; or a plain answer when no tool fits. Each call's row also gives its user message with the
+    arguments' spans marked (``tag_span``) as a document of its own: decoding points at values with it."""
     from ...chat import render_chat
 
     box = _toolbox_for_data()
@@ -453,6 +559,9 @@ def training_documents(tokenizer, n: int = 4000, seed: int = 0) -> list[str]:
                 msgs += [{"role": "tool", "tool_call_id": "call_0", "content": result},
                          {"role": "assistant", "content": f"The tool says: {result.splitlines()[0][:80]}"}]
         docs.append(render_chat(tokenizer, tool_messages(msgs, box.tools)))
+        if row["call"] is not None:  # where each argument lies in the message: what decoding points with
+            docs.append(render_chat(tokenizer, tool_messages([{"role": "user", "content": row["tagged"]}],
+                                                             box.tools)))
     return docs
 
 
@@ -495,7 +604,8 @@ def calibrate_tools(model, tokenizer, adapter: str | None = None, n: int = 120, 
     (``resolve.tools.CALIBRATION_FILE``), where ``load_tools_model`` and the server read it."""
     calls, nones = marker_scores(model, tokenizer, "validation", n, seed)
     cal = {**fit_threshold(calls, nones), "split": "validation", "n": n, "seed": seed,
-           "score": "log p(<tool_call>) after the prompt"}
+           "score": "log p(<tool_call>) after the prompt",
+           "points": True}  # trained on tagged messages too (training_documents): decoding may point at values
     model.tool_threshold = cal["threshold"]
     if adapter:
         cal["path"] = write_calibration(adapter, cal)
@@ -503,17 +613,19 @@ def calibrate_tools(model, tokenizer, adapter: str | None = None, n: int = 120, 
 
 
 def tools_bench(model, tokenizer, n: int = 60, seed: int = 0, threshold: float | None = None) -> dict:
-    """The held-out benchmark: ``{"call_accuracy", "no_call_accuracy", "n_call", "n_no_call", "by_tool",
-    "threshold", "failures"}`` (``threshold``: as ``run_with_tools``)."""
+    """The held-out benchmark (the test split: phrasings, topics and no-tool prompts training never sees):
+    ``{"call_accuracy", "no_call_accuracy", "n_call", "n_no_call", "by_tool", "n_by_tool", "threshold",
+    "failures"}``, every
+    failing case with what was wanted and what was decoded (``threshold``: as ``run_with_tools``)."""
     threshold = model_threshold(model, threshold)
     box = _toolbox_for_data()
-    score = model_scorer(model)
+    score, seq_score = model_scorer(model), sequence_scorer(model)
     hits = {"call": [], "none": []}
     by_tool: dict[str, list[bool]] = {}
     failures = []
     for row in make_examples("test", n, seed):
         ids = encode_chat(tokenizer, tool_messages([{"role": "user", "content": row["prompt"]}], box.tools))
-        d = decode_call(score, tokenizer, ids, box.tools, "auto", threshold)
+        d = decode_call(score, tokenizer, ids, box.tools, "auto", threshold, seq_score=seq_score)
         got = None if d.call is None else {"name": d.call["function"]["name"],
                                            "arguments": json.loads(d.call["function"]["arguments"])}
         if row["call"] is None:
@@ -523,12 +635,14 @@ def tools_bench(model, tokenizer, n: int = 60, seed: int = 0, threshold: float |
             ok = structure_match(box.tools, got, row["call"])
             hits["call"].append(ok)
             by_tool.setdefault(row["call"]["name"], []).append(ok)
-        if not ok and len(failures) < 10:
-            failures.append({"prompt": row["prompt"], "want": row["call"], "got": got})
+        if not ok:
+            failures.append({"kind": row["kind"], "prompt": row["prompt"], "want": row["call"], "got": got,
+                             "p_call": d.p_call})
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
     return {"call_accuracy": mean(hits["call"]), "no_call_accuracy": mean(hits["none"]),
             "n_call": len(hits["call"]), "n_no_call": len(hits["none"]),
-            "by_tool": {k: mean(v) for k, v in by_tool.items()}, "threshold": threshold, "failures": failures}
+            "by_tool": {k: mean(v) for k, v in by_tool.items()}, "n_by_tool": {k: len(v) for k, v in by_tool.items()},
+            "threshold": threshold, "failures": failures}
 
 
 __all__ = ["Toolbox", "ToolRun", "run_with_tools", "make_examples", "training_documents", "tools_bench",
@@ -541,9 +655,10 @@ __all__ = ["Toolbox", "ToolRun", "run_with_tools", "make_examples", "training_do
 # --------------------------------------------------------------------------------------------------------------
 
 TOOLS_DOMAIN = "tools"
+TRAIN_STEPS = 400
 
 
-def write_tools_data(root, tokenizer, n_train: int = 4000, n_val: int = 200, seed: int = 0) -> str:
+def write_tools_data(root, tokenizer, n_train: int = 8000, n_val: int = 200, seed: int = 0) -> str:
     """``<root>/domains/tools/raw``: the rendered conversations as text (a DatasetDict, train and validation),
     laid out as the adapter trainer reads a domain. Returns the data root."""
     from pathlib import Path
@@ -552,8 +667,9 @@ def write_tools_data(root, tokenizer, n_train: int = 4000, n_val: int = 200, see
 
     d = Path(root) / "domains" / TOOLS_DOMAIN / "raw"
     docs = training_documents(tokenizer, n_train + n_val, seed)
-    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": docs[:n_train]}),
-                               "validation": datasets.Dataset.from_dict({"text": docs[n_train:]})})
+    cut = len(docs) * n_train // (n_train + n_val)  # a call's row gives two documents (the call, the tagged message)
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": docs[:cut]}),
+                               "validation": datasets.Dataset.from_dict({"text": docs[cut:]})})
     tmp = d.with_name("raw.tmp")
     dd.save_to_disk(str(tmp))
     if d.exists():
@@ -566,7 +682,7 @@ def write_tools_data(root, tokenizer, n_train: int = 4000, n_val: int = 200, see
 
 def train_tools_adapter(base: str = "runs/phase2/final", out: str = "runs/tutor/adapters/tools",
                         data_root: str = "runs/tutor/tools_data", general: str = "runs/data/phase2",
-                        max_steps: int = 150, overrides: Sequence[str] = (), force: bool = False, echo=None) -> dict:
+                        max_steps: int = TRAIN_STEPS, overrides: Sequence[str] = (), force: bool = False, echo=None) -> dict:
     """Generate the data and train the adapter (``zephyra.training.adapter``; about 150 steps, a few minutes on
     2 cores). The general corpus is replayed a little so the base's other behaviour stays."""
     import os

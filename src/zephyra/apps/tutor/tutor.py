@@ -2,8 +2,9 @@
 answers it best), the top 3 passages of that subject's index (shown to the learner as context), and the tutor's
 turn. For a math problem in one of the generated families' shapes, its worked steps are rebuilt
 (problems.parse_problem) and the math adapter makes the Socratic turn from the grounded prompt, behind the answer
-guard. Otherwise the turn points the learner at the best passage and asks them a question (rules: no subject
-adapter is trained for science and reading yet).
+guard. For science and reading, the top passage makes a passage task (passages.py: its answer's words masked in
+the hint, the answer guard on those words) and the subject's adapter makes the turn from the same grounded prompt;
+without an adapter (or a passage) the turn points the learner at the best passage and asks them a question.
 
     tutor = Tutor("runs/phase2/final", "runs/tutor")
     tutor.ask("What is 4 × 11 - 3?")   # {"text", "subject", "adapter", "sources", "tool_calls"}
@@ -88,23 +89,32 @@ class Tutor:
         hits = retrieve(idx, message, k=3) if idx is not None else []
         return subject, [{"id": h.id, "text": h.text, "score": round(float(h.score), 4)} for h in hits]
 
-    def math_turn(self, task, i: int, status: str, said: list[tuple[str, str]]) -> tuple[str, str]:
-        """(the tutor's turn for a learner on step ``i`` of ``task`` whose last message checked as ``status``,
-        behind the answer guard; the adapter that made it, or "rules"): the math adapter's greedy turn from the
-        grounded prompt it was trained on (socratic.tutor_messages), else the rule-based teacher's."""
+    def task_turn(self, subject: str, task, i: int, status: str, said: list[tuple[str, str]]) -> tuple[str, str]:
+        """(the tutor's turn for a learner on step ``i`` of ``task`` -- a math problem or a passage task -- whose
+        last message checked as ``status``, behind the answer guard (which also replaces a turn that contradicts
+        the check); the adapter that made it, or "rules"): the subject adapter's greedy turn from the grounded
+        prompt it was trained on (socratic.tutor_messages), else the rule-based teacher's. A passage task's first
+        turn must give the hint (measured: the adapter once confirmed an answer nobody gave): else the rules'."""
         import random
 
         from .socratic import guard, model_tutor, teacher_turn
 
-        if "math" in self.adapters:
-            text, adapter = model_tutor(self.system, self.adapters["math"])([(task, i, status, said)])[0], \
-                self.adapters["math"]
+        rules = random.Random(len(said) if task.label == "Problem" else len(task.question))  # as before
+        if subject in self.adapters:
+            text, adapter = model_tutor(self.system, self.adapters[subject])([(task, i, status, said)])[0], \
+                self.adapters[subject]
+            if task.label != "Problem" and status == "none" and i == 0 and task.hint(0) not in text:
+                text = teacher_turn(task, i, status, rules)
         else:
-            text, adapter = teacher_turn(task, i, status, random.Random(len(said))), "rules"
-        text, _ = guard(task, text, solved=status == "solved", i=i)
+            text, adapter = teacher_turn(task, i, status, rules), "rules"
+        text, _ = guard(task, text, solved=status == "solved", i=i, status=status)
         return text, adapter
 
+    def math_turn(self, task, i: int, status: str, said: list[tuple[str, str]]) -> tuple[str, str]:
+        return self.task_turn("math", task, i, status, said)
+
     def ask(self, message: str, subject: str | None = None) -> dict:
+        from .passages import mask
         from .problems import parse_problem, says_answer
         from .socratic import task_of
 
@@ -113,9 +123,22 @@ class Tutor:
         if problem is not None:  # a passage that holds this very answer (the same exercise) is not shown
             sources = [x for x in sources if not says_answer(problem, x["text"])]
             text, adapter = self.math_turn(task_of(problem), 0, "none", [("Learner", message)])
+        elif subject != "math" and subject in self.adapters and sources:
+            text, adapter, keys = self.passage_turn(subject, message, sources[0]["text"])
+            sources = [{**x, "text": mask(x["text"], keys)} for x in sources]  # the passages show the gaps too
         else:
             text, adapter = self.rules_turn(subject, sources)
         return {"text": text, "subject": subject, "adapter": adapter, "sources": sources, "tool_calls": []}
+
+    def passage_turn(self, subject: str, message: str, passage: str) -> tuple[str, str, tuple[str, ...]]:
+        """(the subject adapter's first turn on ``message`` over the retrieved ``passage`` (task_turn: the
+        rule-based teacher's when the adapter's gives no hint), behind the answer guard on the passage's answer
+        words; the adapter; those words)."""
+        from .passages import passage_task
+
+        task = passage_task(message, passage)
+        text, adapter = self.task_turn(subject, task, 0, "none", [("Learner", message)])
+        return text, adapter, task.keys
 
     @staticmethod
     def rules_turn(subject: str, sources: list[dict]) -> tuple[str, str]:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
+from collections.abc import Iterable, Iterator
 
 SUBJECTS = ("math", "science", "reading")  # subjects.SUBJECTS (a test holds them equal)
 FONT_SIZES = {"small": 14, "normal": 16, "large": 20}  # px, the root size the page's rem sizes follow
@@ -32,14 +34,15 @@ class UIError(Exception):
 # --------------------------------------------------------------------------------------------------------------
 
 class HttpClient:
-    """The backend of ``zephyra serve --tutor`` (backend.py): ``POST /tutor/chat`` without streaming, then
-    ``GET /tutor/context`` for what the turn retrieved and the check of the step."""
+    """The backend of ``zephyra serve --tutor`` (backend.py): ``POST /tutor/chat`` (its SSE stream for the page,
+    one JSON for ``chat``), then ``GET /tutor/context`` for what the turn retrieved and the check of the step."""
 
     def __init__(self, server: str, api_key: str | None = None, transport=None, timeout: float = 300.0):
         import httpx
 
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
+        self.vision: bool | None = None  # whether the server has a vision artifact: its upload answer says
 
     def _json(self, r) -> dict:
         try:
@@ -51,14 +54,78 @@ class HttpClient:
             raise UIError(f"the server said {r.status_code}: {msg or r.text[:200]}")
         return body
 
+    @staticmethod
+    def _body(message: str, subject: str | None, session: str | None, image_id: str | None, stream: bool) -> dict:
+        body = {"message": message, "subject": subject, "session": session, "image_id": image_id, "stream": stream}
+        return {k: v for k, v in body.items() if v is not None}
+
+    def _request(self, method: str, path: str, **kwargs) -> dict:
+        import httpx
+
+        try:
+            return self._json(self.http.request(method, path, **kwargs))
+        except httpx.HTTPError as e:  # refused, timed out: one line on the page, not a traceback
+            raise UIError(f"the server did not answer: {e}") from None
+
+    def _context(self, out: dict) -> dict:
+        return self._request("GET", "/tutor/context", params={"session": out["session"]})
+
     def chat(self, message: str, subject: str | None, session: str | None, image_id: str | None) -> tuple[dict, dict]:
-        body = {"message": message, "subject": subject, "session": session, "image_id": image_id, "stream": False}
-        out = self._json(self.http.post("/tutor/chat", json={k: v for k, v in body.items() if v is not None}))
-        context = self._json(self.http.get("/tutor/context", params={"session": out["session"]}))
-        return out, context
+        out = self._request("POST", "/tutor/chat", json=self._body(message, subject, session, image_id, False))
+        return out, self._context(out)
+
+    def stream(self, message: str, subject: str | None, session: str | None, image_id: str | None,
+               into: dict) -> Iterator[str]:
+        """The turn's text in the pieces the server's ``delta`` events bring, as they come; ``into`` gets the
+        ``done`` event's whole turn (``"out"``) and then its context (``"context"``)."""
+        import httpx
+
+        body = self._body(message, subject, session, image_id, True)
+        try:
+            with self.http.stream("POST", "/tutor/chat", json=body) as r:
+                if r.status_code != 200:
+                    r.read()
+                    self._json(r)  # raises the server's one line
+                for event, data in sse_events(r.iter_lines()):
+                    if event == "delta":
+                        yield data["text"]
+                    elif event == "done":
+                        into["out"] = data
+        except httpx.HTTPError as e:
+            raise UIError(f"the server did not answer: {e}") from None
+        if "out" not in into:
+            raise UIError("the server's stream ended before its 'done' event")
+        into["context"] = self._context(into["out"])
 
     def upload(self, data: bytes) -> str:
-        return self._json(self.http.post("/tutor/upload_image", content=data))["image_id"]
+        body = self._request("POST", "/tutor/upload_image", content=data)
+        self.vision = body.get("vision")
+        return body["image_id"]
+
+    def serves_vision(self) -> bool | None:
+        """Whether an image question can be answered (known after an upload; None before)."""
+        return self.vision
+
+
+def sse_events(lines: Iterable[str]) -> Iterator[tuple[str, dict]]:
+    """(event, JSON data) of each event in a ``text/event-stream``'s lines (comments such as pings skipped)."""
+    event, data = "message", []
+    for line in lines:
+        if not line:
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith(":"):
+            continue
+        else:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+    if data:
+        yield event, json.loads("\n".join(data))
 
 
 class LocalClient:
@@ -109,6 +176,9 @@ class LocalClient:
             return self.backend.add_image(data)
         except ZephyraError as e:
             raise UIError(one_line(e)) from None
+
+    def serves_vision(self) -> bool:
+        return self.backend.vision is not None
 
 
 def make_client(server: str | None, api_key: str | None, base: str, root: str, hook: str | None):
@@ -171,8 +241,44 @@ def show_turn(st, m: dict) -> None:
             st.error(m["error"])
             return
         st.markdown(m["text"])
-        st.caption(f"{m.get('subject') or 'no subject'} · {m.get('adapter')}")
-        steps(st, m, m.get("context") or {})
+        show_about(st, m)
+
+
+def show_about(st, m: dict) -> None:
+    """Under a tutor turn's text: its subject and adapter, and its steps."""
+    st.caption(f"{m.get('subject') or 'no subject'} · {m.get('adapter')}")
+    steps(st, m, m.get("context") or {})
+
+
+def pieces(client, message: str, subject: str | None, session: str | None, image_id: str | None,
+           into: dict) -> Iterator[str]:
+    """The turn's text as it comes (the client's stream when it has one, else its whole turn at once); ``into``
+    gets the turn (``"out"``) and its context (``"context"``)."""
+    if hasattr(client, "stream"):
+        yield from client.stream(message, subject, session, image_id, into)
+        return
+    into["out"], into["context"] = client.chat(message, subject, session, image_id)
+    yield into["out"]["text"]
+
+
+def new_turn(st, client, prompt: str, subject: str | None, image_id: str | None) -> None:
+    """The learner's message and the tutor's answer, streamed into the chat as it comes, then kept."""
+    state = st.session_state
+    state["messages"].append({"role": "user", "text": prompt})
+    show_turn(st, state["messages"][-1])
+    got: dict = {}
+    with st.chat_message("assistant"):
+        slot = st.empty()
+        try:
+            with slot:
+                st.write_stream(pieces(client, prompt, subject, state["session"], image_id, got))
+            m = {"role": "tutor", **got["out"], "context": got.get("context") or {}}
+            state["session"] = m.get("session") or state["session"]
+            show_about(st, m)
+        except UIError as e:
+            m = {"role": "tutor", "error": str(e), "text": ""}
+            slot.error(m["error"])
+    state["messages"].append(m)
 
 
 def main() -> None:
@@ -204,12 +310,17 @@ def main() -> None:
                 except UIError as e:
                     st.error(str(e))
                     state["image_id"], state["image_digest"] = None, None
-            image_id = state.get("image_id")
-            st.image(data, caption="questions go to the vision path while this image is here")
+            vision = getattr(client, "serves_vision", lambda: True)()
+            if vision is False:  # the image would make every question a 400: the text tutor answers instead
+                st.image(data)
+                st.warning("this tutor has no vision model (zephyra tutor vision-train): questions go to the text "
+                           "tutor, without the image")
+            else:
+                image_id = state.get("image_id")
+                st.image(data, caption="questions go to the vision path while this image is here")
         st.radio("Font size", tuple(FONT_SIZES), index=1, key="font", horizontal=True)
         st.toggle("High contrast", key="contrast")
-        if state["session"]:
-            st.caption(f"session {state['session']}")
+        session_note = st.empty()
     st.markdown(css(state["font"], state["contrast"]), unsafe_allow_html=True)
 
     with chat:
@@ -218,17 +329,13 @@ def main() -> None:
         st.caption(f"hints and questions, never the answer · {where}")
         history = st.container()
         prompt = st.chat_input("Ask the tutor, or answer its question")
-        if prompt:
-            state["messages"].append({"role": "user", "text": prompt})
-            try:
-                out, context = client.chat(prompt, None if subject == "auto" else subject, state["session"], image_id)
-                state["session"] = out.get("session") or state["session"]
-                state["messages"].append({"role": "tutor", **out, "context": context})
-            except UIError as e:
-                state["messages"].append({"role": "tutor", "error": str(e), "text": ""})
         with history:
             for m in state["messages"]:
                 show_turn(st, m)
+            if prompt:
+                new_turn(st, client, prompt, None if subject == "auto" else subject, image_id)
+    if state["session"]:
+        session_note.caption(f"session {state['session']}")
 
 
 if __name__ == "__main__":
