@@ -124,14 +124,7 @@ def servers(tmp_path_factory):
             _stop(p)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield chromium
-        chromium.close()
+# the browser: tests/conftest.py's fixture (Debian's chromium through Playwright)
 
 
 # the texts the last tutor turn showed while it arrived, recorded in the page on every change of the document
