@@ -64,6 +64,7 @@ def served(tmp_path_factory):
 def test_an_image_part_reaches_the_vision_model_and_its_answer_comes_back(served):
     client, backend, base, root = served
     assert "tutor/vision" in [m.id for m in client.models.list()]
+    assert client.models.retrieve("tutor/vision").id == "tutor/vision"  # by name too, as OpenAI serves a model
     seen, answerer, png = [], backend.vision, _png()
     original = answerer.answer
 

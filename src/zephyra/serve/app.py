@@ -722,7 +722,7 @@ def create_app(system, *, api_keys: Sequence[str] = (), max_pending: int = 64, m
     async def model(model_id: str, request: HTTPRequest):
         try:
             server.authorise(request.headers.get("authorization"))
-            name = server.model_choice(model_id)
+            name = model_id if model_id in server.image_models else server.model_choice(model_id)
         except BadRequest as e:
             return refuse(e, "models")
         return next(m for m in server.model_list() if m["id"] == name)
