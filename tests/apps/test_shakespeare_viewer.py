@@ -6,7 +6,6 @@ one-line 400 or 404) and the page in a real headless browser (Debian's chromium,
 import json
 import os
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,6 @@ from resolve_helpers import save_adapters  # noqa: E402
 from router_helpers import make_model, make_tokenizer  # noqa: E402
 from serve_helpers import KEY, running  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CAST = ("hamlet", "ophelia", "polonius")
 
 
@@ -193,16 +191,7 @@ def test_zephyra_serve_characters_mounts_them_and_the_viewer(served, tmp_path, m
         server.system.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("no chromium (scripts/setup.sh installs Debian's)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield chromium
-        chromium.close()
+# the browser: tests/conftest.py's fixture (Debian's chromium through Playwright)
 
 
 def test_the_page_starts_a_conversation_and_shows_its_turns_and_their_attribution(served, browser, tmp_path):
