@@ -7,6 +7,7 @@ SIGKILL or a full disk leaves either the old artifact or the new one, never a mi
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # the usual permissions, not mkstemp's 0600
+        os.fchmod(fd, 0o666 & ~_UMASK)  # the usual permissions, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -60,10 +61,6 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
-
-
-def _umask() -> int:
-    return _UMASK
 
 
 def _exchange_function():
@@ -112,7 +109,7 @@ def _alive(pid: int) -> bool:
 def _clean_leftovers(final: Path) -> None:
     """Remove the temporaries (and moved-aside old copies) a killed writer of ``final`` left beside it; a dead
     writer's old copy is put back first if ``final`` itself is missing (the two-rename fallback's window)."""
-    for p in sorted(final.parent.glob(f".{glob_escape(final.name)}.*")):
+    for p in sorted(final.parent.glob(f".{glob.escape(final.name)}.*")):
         parts = p.name[len(final.name) + 2:].split(".")
         pid = parts[0].removeprefix("old-")
         if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
@@ -121,12 +118,6 @@ def _clean_leftovers(final: Path) -> None:
             os.replace(p, final)
         elif p.is_dir() and (parts[-1] == "tmp" or parts[0].startswith("old-")):
             shutil.rmtree(p, ignore_errors=True)
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
 
 
 @contextlib.contextmanager
@@ -144,7 +135,7 @@ def atomic_directory(final: str | os.PathLike, overwrite: bool = True) -> Iterat
         raise FileExistsError(f"{final} exists (pass overwrite to replace it)")
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~_UMASK)
         yield tmp
         if final.exists() and _exchange(tmp, final):
             shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old directory
