@@ -85,5 +85,7 @@ async def image_response(server, req: ServeRequest, endpoint: str, rid: str):
             yield {"data": json.dumps({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})}
         yield {"data": "[DONE]"}
 
-    return EventSourceResponse(sse(), headers=headers)
+    from .app import SEND_TIMEOUT_S  # every stream of the server: a client that stops reading is let go
+
+    return EventSourceResponse(sse(), headers=headers, ping=15, send_timeout=SEND_TIMEOUT_S)
 
