@@ -719,7 +719,20 @@ def _point(seq_score, tokenizer, parts, key: str, spec: Mapping, placed: Sequenc
     """(value, span, score): the span whose marks the model finds likeliest among those that fit the schema (an
     enum: spans that name one of its values; a number: spans that are one) and overlap no span ``placed``;
     None when no span fits."""
-    message = parts[1]
+    cands = span_candidates(parts[1], spec, placed)
+    if not cands:
+        return None
+    scores = tag_scores(seq_score, tokenizer, parts, key, [c[0] for c in cands], placed)
+    best = max(range(len(cands)), key=lambda i: scores[i])
+    return cands[best][1], cands[best][0], scores[best]
+
+
+def span_candidates(message: str, spec: Mapping, placed: Sequence[tuple[int, int, str]] = ()
+                    ) -> list[tuple[tuple[int, int], object]]:
+    """((start, end), value) for each span of ``message`` (``span_offsets``) that fits ``spec`` and overlaps no
+    span ``placed``: an enum's, the spans of at most 3 words that name exactly one of its values
+    (``named_values``); a number's, the spans that are one (within its bounds); a string's, those within its
+    lengths."""
     cands: list[tuple[tuple[int, int], object]] = []
     for a, b in span_offsets(message):
         if any(a < y and b > x for x, y, _ in placed):
@@ -737,16 +750,64 @@ def _point(seq_score, tokenizer, parts, key: str, spec: Mapping, placed: Sequenc
         elif spec.get("type") == "string":
             if int(spec.get("minLength", 0)) <= len(text) <= int(spec.get("maxLength", 10**6)):
                 cands.append(((a, b), text))
+    return cands
+
+
+def _parser_decision(parser, message: str, tools: Sequence[Tool], choice: str) -> tuple[Tool | None, float]:
+    """(the tool, p(call)) by the parser: the likeliest offered tool that fits the message, or None when p(none)
+    is larger than its p (``auto``) or none fits; ``required``: the likeliest that fits, else the likeliest. A
+    tool fits when each required argument gets a span of its own (``_parser_value`` in the schema's order; a
+    key the parser does not know: any candidate): a conversion with one unit named is not one."""
+    probs = parser.intents(message, [t.name for t in tools])
+
+    def fits(t: Tool) -> bool:
+        placed: list[tuple[int, int, str]] = []
+        for k in t.required:
+            spec = t.properties[k]
+            if k in parser.keys:
+                if _parser_value(parser, message, k, spec, True, placed) is None:
+                    return False
+            elif not span_candidates(message, spec, placed):
+                return False
+        return True
+
+    ranked = sorted(tools, key=lambda t: -probs.get(t.name, 0.0))
+    fitting = [t for t in ranked if fits(t)]
+    p_call = sum(probs.get(t.name, 0.0) for t in fitting)
+    best = fitting[0] if fitting else (ranked[0] if choice == "required" else None)
+    if best is None or choice == "auto" and probs.get(NONE_INTENT, 0.0) >= probs.get(best.name, 0.0):
+        return None, p_call
+    return best, p_call
+
+
+def _parser_value(parser, message: str, key: str, spec: Mapping, required: bool,
+                  placed: list[tuple[int, int, str]]):
+    """``key``'s value as the parser points at it among the schema's candidate spans (``span_candidates``), its
+    span appended to ``placed``; an optional key only when the parser finds it in the message (p >= 0.5).
+    ``_SKIP``: leave the optional key out; None: no candidate (the language model writes the value)."""
+    if not required and parser.key_probability(message, key) < 0.5:
+        return _SKIP
+    cands = span_candidates(message, spec, placed)
     if not cands:
-        return None
-    scores = tag_scores(seq_score, tokenizer, parts, key, [c[0] for c in cands], placed)
+        return None if required else _SKIP
+    scores = parser.span_scores(message, key, [c[0] for c in cands])
     best = max(range(len(cands)), key=lambda i: scores[i])
-    return cands[best][1], cands[best][0], scores[best]
+    placed.append((*cands[best][0], key))
+    return cands[best][1]
+
+
+NONE_INTENT = "none"  # the parser's intent for "no tool fits"
+_SKIP = object()
+
+
+def _last_user_text(tokenizer, prompt: Sequence[int]) -> str | None:
+    parts = _user_message(tokenizer, prompt)
+    return None if parts is None else parts[1].strip()  # the template's newline off: the text as the user wrote it
 
 
 def decode_call(score: Scorer, tokenizer, prompt_ids: Sequence[int], tools: Sequence[Tool],
                 choice: str = "auto", threshold: float = DEFAULT_THRESHOLD, copy: bool = True,
-                seq_score=None, point_tools: bool = False) -> Decision:
+                seq_score=None, point_tools: bool = False, parser=None) -> Decision:
     """Call a tool or not, and the call itself, under the schema (the module doc). ``choice``: "auto" (call when
     the ``<tool_call>`` marker's probability >= ``threshold``), "none", "required", or a tool's name. ``copy``:
     a string or number value is chosen by the model among the spans and numbers of the user's message
@@ -755,13 +816,27 @@ def decode_call(score: Scorer, tokenizer, prompt_ids: Sequence[int], tools: Sequ
     ``seq_score`` (``sequence_scorer(model)``, for an adapter trained on tagged messages): a value is instead
     the span of the user's message around which the model finds ``tag_span``'s marks likeliest (pointing at the
     value where it stands, which a small model learns where it does not learn to copy it); ``point_tools``: the
-    tool's name scored with the likeliest marks of its first argument as well."""
+    tool's name scored with the likeliest marks of its first argument as well. ``parser``
+    (``resolve.parser.ToolParser``): when it knows every offered tool and the last user turn is the user's (not a
+    tool's result), it decides whether to call, which tool, and points at the values of the keys it knows
+    (``_parser_decision``, ``_parser_value``); the model does the rest."""
     if choice == "none" or not tools:
         return Decision(None, None)
     vocab = vocabulary(tokenizer)
     prompt = list(prompt_ids)
     p_call = None
-    if choice == "auto":
+    message = _last_user_text(tokenizer, prompt) if parser is not None else None
+    if message is not None and (message.lstrip().startswith(RESPONSE_OPEN) or
+                                not parser.knows([t.name for t in tools])):
+        if message.lstrip().startswith(RESPONSE_OPEN) and choice == "auto":  # a result came back: answer it
+            return Decision(None, 0.0)
+        message = None  # tools it was not trained on, or a forced call after a result: the model's path
+    if message is not None and choice in ("auto", "required"):
+        chosen, p_call = _parser_decision(parser, message, tools, choice)
+        if chosen is None:
+            return Decision(None, p_call)
+        choice = chosen.name
+    elif choice == "auto":
         p_call = math.exp(marker_logprob(score, tokenizer, prompt))
         if p_call < threshold:
             return Decision(None, p_call)
@@ -790,12 +865,18 @@ def decode_call(score: Scorer, tokenizer, prompt_ids: Sequence[int], tools: Sequ
     keys = list(tool.properties)
     for n, (key, spec) in enumerate(tool.properties.items()):
         lead = ", " if args else ""
-        if key not in required:  # optional: include it when the model prefers its key to closing the object
+        by_parser = None
+        if message is not None and key in parser.keys:
+            by_parser = _parser_value(parser, message, key, spec, key in required, placed)
+            if by_parser is _SKIP:
+                continue
+        elif key not in required:  # optional: include it when the model prefers its key to closing the object
             if _best(score, tokenizer, prompt, text, [f'{lead}{json.dumps(key)}:', "}}"]) == 1:
                 continue
         text += f"{lead}{json.dumps(key)}:"
         suffix = "," if any(k in required for k in keys[n + 1:]) else "}"
-        pointed = None if parts is None or spec.get("type") == "boolean" and "enum" not in spec else \
+        pointed = by_parser if by_parser is not None or parts is None or \
+            spec.get("type") == "boolean" and "enum" not in spec else \
             _tagged_value(seq_score, tokenizer, parts, key, spec, placed)
         if pointed is not None:
             value = pointed

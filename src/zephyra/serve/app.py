@@ -467,7 +467,20 @@ class Server:
         return key, len(ids), decode_call(score, self.system.tokenizer, ids, req.extra["tools"],
                                           req.extra["tool_choice"],
                                           DEFAULT_THRESHOLD if threshold is None else threshold,
-                                          seq_score=seq_score if points_at_values(adapter_dir) else None)
+                                          seq_score=seq_score if points_at_values(adapter_dir) else None,
+                                          parser=self.tool_parser(adapter_dir))
+
+    def tool_parser(self, adapter_dir):
+        """The tool parser the adapter keeps (``resolve.parser.adapter_parser``), loaded once per directory;
+        None when it has none. It decides for the tools it was trained on; the model for any others."""
+        if not adapter_dir:
+            return None
+        cache = self.__dict__.setdefault("_tool_parsers", {})
+        if adapter_dir not in cache:
+            from ..resolve.parser import adapter_parser
+
+            cache[adapter_dir] = adapter_parser(adapter_dir)
+        return cache[adapter_dir]
 
     # --- one request ---
     async def submit(self, req: ServeRequest, adapter: str, request_id: str):

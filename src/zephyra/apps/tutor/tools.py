@@ -26,6 +26,7 @@ from fractions import Fraction
 
 from ...chat import encode_chat
 from ...errors import RequestError
+from ...resolve.parser import SUBDIR as PARSER_DIR  # the tool parser's directory inside the tools adapter
 from ...resolve.tools import (
     DEFAULT_THRESHOLD,
     Tool,
@@ -337,7 +338,7 @@ def run_with_tools(model, tokenizer, prompt: str | Sequence[Mapping], toolbox: T
     while True:
         ids = _prompt_ids(model, tokenizer, messages, toolbox)
         decision = decode_call(score, tokenizer, ids, toolbox.tools, choice if rounds < max_rounds else "none",
-                               threshold, seq_score=seq_score)
+                               threshold, seq_score=seq_score, parser=getattr(model, "tool_parser", None))
         if decision.call is None:
             text = generate_text(model, tokenizer, ids, max_tokens)
             messages.append({"role": "assistant", "content": text})
@@ -422,6 +423,46 @@ NO_TOOL = (["Hello!", "Hi there, how are you?", "Good morning.", "Thank you for 
             "Talk to you later.", "I enjoy science class.", "What is gravity?", "How was your day?",
             "We moved here 5 years ago.", "Who invented the telephone?", "What is a poem?"])
 NO_TOOL_ANSWER = "Happy to help. What would you like to work on?"
+# more training phrasings and no-tool prompts, as learners write them: context first, asides, lower case, a reason
+# given; the no-tool ones include look-alikes (numbers, units, topics and answers mentioned, no tool asked for)
+MORE_TRAIN = {
+    "calculator": ["i need {e} for my homework", "Can you check the arithmetic on {e} for me?",
+                   "Before I go on, what is {e} exactly?", "Do {e} for me, I'm stuck.", "what's {e} equal to",
+                   "Please find {e}; I keep getting it wrong.", "Use the calculator: {e}",
+                   "So {e} makes what?", "Work this one out: {e}",
+                   "I can't do {e} in my head.", "Answer {e} please", "Could you do the sum {e}?",
+                   "Hmm, {e} gives what?", "Calculator please: {e}"],
+    "check_answer": ["My answer is {a} and the correct answer is {b}. Did I get it right?",
+                     "i got {a} but the book says {b}, am i right", "For this one I wrote {a}. The key: {b}. Correct?",
+                     "Does {a} match {b}? The second one is the right answer.",
+                     "Is {a} the same as the answer {b}?", "Check this: mine is {a}, the right one is {b}.",
+                     "The answer should be {b}, and I answered {a}. Did I get it?",
+                     "Answer key has {b}; I got {a}. Please mark it."],
+    "convert_units": ["how many {t} in {v} {f}", "Please change {v} {f} to {t} for my recipe.",
+                      "Help me convert {v} {f} into {t}.", "{v} {f} is how many {t}?",
+                      "The trip took {v} {f}; how many {t} is that?", "The rope is {v} {f}. Give it in {t}.",
+                      "i need {v} {f} in {t}", "What does {v} {f} come to in {t}?"],
+    "retrieve": ["Search the notes for {q}, please.",
+                 "Bring up the textbook pages on {q}.", "Where does the book talk about {q}?",
+                 "Find me some reading about {q}.", "Anything in the textbook about {q}?",
+                 "Open the textbook at {q}.", "I'd like the {s} passages on {q}.", "Read me the notes about {q}.",
+                 "Fetch the {s} text about {q}."],
+}
+for _kind, _more in MORE_TRAIN.items():
+    PHRASES[_kind][0].extend(_more)
+NO_TOOL[0].extend([
+    "How do you add fractions?", "What does percent mean?", "Why is 0.5 the same as a half?",
+    "I think my answer was wrong.", "How do I check my own answers?",
+    "What is a kilometre?", "Why do scientists use metres?", "My cat weighs a lot.", "It is cold today.",
+    "I walked 3 km to school.", "What is multiplication?",
+    "Tell me about yourself.", "Why do we study history?",
+    "What is the answer to life?", "I love the textbook pictures.", "Is reading important?",
+    "How many planets are there?", "What is the tallest mountain?", "Explain what a noun is.",
+    "How do plants grow?", "I have 5 minutes left.",
+    "My homework is due on Monday.", "I was born in 2014.", "Can you give me a hint?", "I need help with science.",
+    "What is 'check your work'?", "Why is maths hard?", "Do you like numbers?", "What subject is best?",
+    "Let's start with reading.", "I finished question 3.", "What is an equation?", "How hot is the sun?",
+    "Who was Isaac Newton?", "What makes a good answer?"])
 TOPICS = (["fractions", "photosynthesis", "gravity", "the water cycle", "prime numbers", "Hamlet", "atoms",
            "percentages", "the solar system", "verbs", "triangles", "magnetism", "cells", "the ark",
            "long division", "angles", "the Roman empire", "digestion", "friction", "molecules", "King Lear",
@@ -483,8 +524,25 @@ def _unit_word(rng: random.Random, unit: str, value) -> str:
     return rng.choice(single if value == 1 else plural)
 
 
+def _fill(phrase: str, fields: Mapping[str, tuple[str, object]]) -> tuple[str, dict[str, list[int]]]:
+    """``phrase`` with its ``{field}``s filled by ``fields`` (field -> (argument key, value)), and where each
+    argument's text lies: key -> [start, end) character offsets."""
+    import string
+
+    out, spans = [], {}
+    for literal, name, _, _ in string.Formatter().parse(phrase):
+        out.append(literal)
+        if name is not None:
+            key, value = fields[name]
+            start = sum(map(len, out))
+            out.append(str(value))
+            spans[key] = [start, start + len(str(value))]
+    return "".join(out), spans
+
+
 def make_examples(split: str = "train", n: int = 2000, seed: int = 0) -> list[dict]:
-    """BFCL-style rows: ``{"prompt", "call": {"name", "arguments"} | None, "kind", "tagged"}`` (``tagged``: the
+    """BFCL-style rows: ``{"prompt", "call": {"name", "arguments"} | None, "kind", "tagged", "spans"}`` (``spans``:
+    each argument's [start, end) in the prompt; ``tagged``: the
     prompt with the spans of the call's first 1..all arguments marked, ``resolve.tools.tag_span``, what the
     adapter learns to point with; calls only); ``split`` "test" uses the
     held-out phrasings, topics and no-tool prompts (and other numbers, by the seed); "validation" a third set of
@@ -527,7 +585,8 @@ def make_examples(split: str = "train", n: int = 2000, seed: int = 0) -> list[di
         # decoding points at the arguments in the schema's order, each with those before it marked: so the
         # marks of the first 1..all arguments (a random count), as the decoder will have them
         marked = list(args)[:rng.randint(1, len(args))]
-        rows.append({"prompt": phrase.format(**{p: v for p, (_, v) in fields.items()}),
+        prompt, spans = _fill(phrase, {p: (key, v) for p, (key, v) in fields.items()})
+        rows.append({"prompt": prompt, "spans": {key: spans[key] for key in args},
                      "tagged": phrase.format(**{p: tag_span(key, v) if key in marked else v
                                                 for p, (key, v) in fields.items()}),
                      "call": {"name": kind, "arguments": args}})
@@ -612,20 +671,41 @@ def calibrate_tools(model, tokenizer, adapter: str | None = None, n: int = 120, 
     return cal
 
 
-def tools_bench(model, tokenizer, n: int = 60, seed: int = 0, threshold: float | None = None) -> dict:
-    """The held-out benchmark (the test split: phrasings, topics and no-tool prompts training never sees):
+PROBES_FILE = "data/tools_probes.jsonl"  # beside this module: prompts written by hand, no template made them
+BENCH_SPLITS = ("test", "probes")
+
+
+def probe_rows() -> list[dict]:
+    """The hand-written probes (``PROBES_FILE``): ``{"prompt", "call": {"name", "arguments"} | None}`` each, in
+    learners' words that no template of ``make_examples`` made; never trained on."""
+    from importlib import resources
+
+    text = resources.files(__package__).joinpath(PROBES_FILE).read_text()
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    for r in rows:
+        r["kind"] = r["call"]["name"] if r["call"] else "none"
+    return rows
+
+
+def tools_bench(model, tokenizer, n: int = 60, seed: int = 0, threshold: float | None = None,
+                split: str = "test") -> dict:
+    """The held-out benchmark: ``split`` "test" (the generator's test split: phrasings, topics and no-tool
+    prompts training never sees; ``n`` rows) or "probes" (``probe_rows``, all of them):
     ``{"call_accuracy", "no_call_accuracy", "n_call", "n_no_call", "by_tool", "n_by_tool", "threshold",
-    "failures"}``, every
-    failing case with what was wanted and what was decoded (``threshold``: as ``run_with_tools``)."""
+    "failures", "decider"}``, every failing case with what was wanted and what was decoded (``threshold``: as
+    ``run_with_tools``; the model's ``tool_parser``, when it has one, decides as it does there)."""
+    if split not in BENCH_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(BENCH_SPLITS)}, got {split!r}")
     threshold = model_threshold(model, threshold)
     box = _toolbox_for_data()
     score, seq_score = model_scorer(model), sequence_scorer(model)
+    parser = getattr(model, "tool_parser", None)
     hits = {"call": [], "none": []}
     by_tool: dict[str, list[bool]] = {}
     failures = []
-    for row in make_examples("test", n, seed):
+    for row in make_examples("test", n, seed) if split == "test" else probe_rows():
         ids = encode_chat(tokenizer, tool_messages([{"role": "user", "content": row["prompt"]}], box.tools))
-        d = decode_call(score, tokenizer, ids, box.tools, "auto", threshold, seq_score=seq_score)
+        d = decode_call(score, tokenizer, ids, box.tools, "auto", threshold, seq_score=seq_score, parser=parser)
         got = None if d.call is None else {"name": d.call["function"]["name"],
                                            "arguments": json.loads(d.call["function"]["arguments"])}
         if row["call"] is None:
@@ -642,7 +722,8 @@ def tools_bench(model, tokenizer, n: int = 60, seed: int = 0, threshold: float |
     return {"call_accuracy": mean(hits["call"]), "no_call_accuracy": mean(hits["none"]),
             "n_call": len(hits["call"]), "n_no_call": len(hits["none"]),
             "by_tool": {k: mean(v) for k, v in by_tool.items()}, "n_by_tool": {k: len(v) for k, v in by_tool.items()},
-            "threshold": threshold, "failures": failures}
+            "threshold": threshold, "failures": failures, "split": split,
+            "decider": "parser" if parser is not None else "adapter"}
 
 
 __all__ = ["Toolbox", "ToolRun", "run_with_tools", "make_examples", "training_documents", "tools_bench",
@@ -700,15 +781,77 @@ def train_tools_adapter(base: str = "runs/phase2/final", out: str = "runs/tutor/
                                  base=base, domain=TOOLS_DOMAIN, method="lora")
     kwargs = {"echo": echo} if echo is not None else {}
     result = train_adapter(recipe, force=force, **kwargs)
+    from pathlib import Path
+
+    if force or not (Path(out) / PARSER_DIR / "manifest.json").is_file():
+        result["parser"] = train_tools_parser(out, echo=echo)
     if not result.get("skipped"):  # a fresh adapter: calibrate its call threshold on the validation split
         model, tok = load_tools_model(base, out)
         result["calibration"] = calibrate_tools(model, tok, out)
     return result
 
 
+# --------------------------------------------------------------------------------------------------------------
+# the tool parser: the shipped sentence encoder decides call / no call and points at the values
+# (``zephyra.resolve.parser``); stored inside the tools adapter, used by decode_call wherever the adapter is
+# --------------------------------------------------------------------------------------------------------------
+
+PARSER_STEPS, PARSER_LAYERS, PARSER_ROWS = 500, 6, 4000
+_PREFIXES = ["", "", "", "Hi! ", "Quick question: ", "Hey tutor, ", "Okay, ", "So ", "Please help. ", "Um, "]
+_SUFFIXES = ["", "", "", " Thanks!", " Thank you.", " :)", " Please.", " I'm stuck."]
+
+
+def parser_rows(n: int = PARSER_ROWS, seed: int = 0) -> list[dict]:
+    """The training split's rows (``make_examples``), each sometimes with a greeting before it, a remark after it
+    or all in lower case (the spans moved to match): the parser learns the request, not where a template put it."""
+    rng = random.Random(seed + 7)
+    rows = []
+    for row in make_examples("train", n, seed):
+        pre, post = rng.choice(_PREFIXES), rng.choice(_SUFFIXES)
+        prompt = pre + row["prompt"] + post
+        if rng.random() < 0.2:
+            prompt = prompt.lower()
+        spans = {k: [a + len(pre), b + len(pre)] for k, (a, b) in (row.get("spans") or {}).items()}
+        rows.append({**row, "prompt": prompt, "spans": spans})
+    return rows
+
+
+def train_tools_parser(adapter_dir: str = "runs/tutor/adapters/tools", steps: int = PARSER_STEPS,
+                       layers: int = PARSER_LAYERS, n: int = PARSER_ROWS, seed: int = 0, echo=None) -> dict:
+    """Fine-tune the parser (``resolve.parser.train_parser``) on ``parser_rows`` and store it as
+    ``<adapter_dir>/parser`` (replaced whole, with a manifest whose file table is checked at load). About 4
+    minutes on 2 cores at the defaults."""
+    import time
+    from pathlib import Path
+
+    from ...io import atomic_directory
+    from ...manifest import file_table, write_manifest
+    from ...resolve.parser import train_parser
+
+    box = _toolbox_for_data()
+    keys = list(dict.fromkeys(k for t in box.tools for k in t.properties))
+    t0 = time.perf_counter()
+    log = (lambda m: echo(m)) if echo is not None else print
+    parser = train_parser(parser_rows(n, seed), [t.name for t in box.tools], keys, layers=layers, steps=steps,
+                          seed=seed, log=log)
+    seconds = round(time.perf_counter() - t0, 1)
+    with atomic_directory(Path(adapter_dir) / PARSER_DIR) as tmp:
+        parser.save(tmp)
+        write_manifest(tmp, "tool-parser", config={**parser.meta, "seconds": seconds}, files=file_table(tmp))
+    return {"path": str(Path(adapter_dir) / PARSER_DIR), "seconds": seconds, **parser.meta}
+
+
+def load_tools_parser(adapter_dir):
+    """The parser stored in a tools adapter (``resolve.parser.adapter_parser``: files checked), or None."""
+    from ...resolve.parser import adapter_parser
+
+    return adapter_parser(adapter_dir)
+
+
 def load_tools_model(base: str = "runs/phase2/final", adapter: str | None = "runs/tutor/adapters/tools"):
     """(model, tokenizer): the base with the tool-calling adapter merged in (None: the base alone); the
-    adapter's calibrated call threshold, when it carries one, as ``model.tool_threshold`` (else None)."""
+    adapter's calibrated call threshold, when it carries one, as ``model.tool_threshold`` (else None), and its
+    tool parser (``load_tools_parser``) as ``model.tool_parser`` (else None)."""
     from ...loader import load_model
 
     model, tokenizer = load_model(base)
@@ -721,4 +864,5 @@ def load_tools_model(base: str = "runs/phase2/final", adapter: str | None = "run
             raise RequestError(f"{adapter}: no tool-calling adapter; train it with zephyra tutor tools-train")
         model = merge_adapter(load_adapter(model, adapter), copy_model=False)
     model.tool_threshold = read_threshold(adapter)
+    model.tool_parser = load_tools_parser(adapter)
     return model.eval(), tokenizer
