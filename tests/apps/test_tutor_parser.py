@@ -203,3 +203,25 @@ def test_a_changed_or_foreign_parser_is_refused(trained, tmp_path):
     (other / META).write_text("{not json")
     with pytest.raises(ArtifactError, match="not a tool parser"):
         ToolParser.load(other)
+
+
+def test_the_tutor_checks_answers_and_hints_conversions_but_never_does_the_sum():
+    from zephyra.apps.tutor.tutor import socratic_tools
+
+    table = {"I got 0.6 and the key says 3/5. Right?": ("check_answer", {"answer": "0.6", "expected": "3/5"}),
+             "I got 7 and the key says 8. Right?": ("check_answer", {"answer": "7", "expected": "8"}),
+             "How many m is 3 km?": ("convert_units", {"value": "3", "from_unit": "km", "to_unit": "m"}),
+             "How many F is 20 C?": ("convert_units", {"value": "20", "from_unit": "C", "to_unit": "F"}),
+             "What is 12 * 7?": ("calculator", {"expression": "12 * 7"})}
+    parser = FakeParser(table)
+    calls, lead = socratic_tools(parser, "I got 0.6 and the key says 3/5. Right?")
+    assert [c["name"] for c in calls] == ["check_answer"] and json.loads(calls[0]["result"])["correct"]
+    assert lead.startswith("I checked 0.6 against 3/5: they match")
+    calls, lead = socratic_tools(parser, "I got 7 and the key says 8. Right?")
+    assert not json.loads(calls[0]["result"])["correct"] and "do not match" in lead and lead.endswith("?")
+    calls, lead = socratic_tools(parser, "How many m is 3 km?")
+    assert calls[0]["arguments"] == {"value": 1, "from_unit": "km", "to_unit": "m"}  # the factor, not the answer
+    assert "1 km = 1000 m" in lead and "3000" not in lead and lead.endswith("?")
+    assert socratic_tools(parser, "How many F is 20 C?") == ([], "")  # no factor between temperature scales
+    assert socratic_tools(parser, "What is 12 * 7?") == ([], "")  # the calculator is not the tutor's to use
+    assert socratic_tools(parser, "Hello!") == ([], "")

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import ArtifactError
+from ..io import _UMASK
 
 WEIGHTS, META = "parser.safetensors", "parser.json"
 SUBDIR = "parser"  # where an adapter keeps its parser (the tools adapter: runs/tutor/adapters/tools/parser)
@@ -161,6 +163,7 @@ class ToolParser:
         weights = {k: state[k].detach().contiguous() for k in _trained_names(self.net, self.meta["layers"])}
         tmp = out / (WEIGHTS + ".tmp")
         save_file(weights, str(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # the usual permissions (safetensors writes 0600)
         tmp.replace(out / WEIGHTS)
         tmp = out / (META + ".tmp")
         tmp.write_text(json.dumps(self.meta, indent=2) + "\n")

@@ -796,6 +796,31 @@ def _parser_value(parser, message: str, key: str, spec: Mapping, required: bool,
     return cands[best][1]
 
 
+def parse_with(parser, message: str, tools: Sequence[Tool]) -> dict | None:
+    """The parser alone on a user's ``message``: ``{"name", "arguments"}`` (valid for its schema) of the tool it
+    calls, or None (no tool fits, tools it does not know, or a required value it cannot point at). For callers
+    without a language model in the loop (the tutor's turns); ``decode_call`` is the same decision."""
+    if not tools or not parser.knows([t.name for t in tools]):
+        return None
+    tool, _ = _parser_decision(parser, message, tools, "auto")
+    if tool is None:
+        return None
+    placed: list[tuple[int, int, str]] = []
+    args = {}
+    for key, spec in tool.properties.items():
+        value = _parser_value(parser, message, key, spec, key in tool.required, placed) \
+            if key in parser.keys else None
+        if value is _SKIP or value is None and key not in tool.required:
+            continue
+        if value is None:
+            return None
+        args[key] = value
+    try:
+        return {"name": tool.name, "arguments": check_arguments(tools, tool.name, args)}
+    except ToolError:
+        return None
+
+
 NONE_INTENT = "none"  # the parser's intent for "no tool fits"
 _SKIP = object()
 

@@ -129,6 +129,7 @@ class Backend:
         from .socratic import task_of
 
         fresh = parse_problem(message)
+        calls, lead = [], ""  # tools for a fresh message (tutor.socratic_tools), not for a reply to a task
         if (s.task is not None and not s.solved and fresh is None and subject in (None, s.subject)
                 and not (s.task.label != "Problem" and new_question(message))):
             status, s.step = s.task.check(s.step, message)  # the learner's reply, against the task's steps
@@ -139,6 +140,7 @@ class Backend:
         else:
             why = "the subject given" if subject else "the subject picked (arithmetic, else the best index)"
             subject, sources = self.tutor.retrieved(message, subject)
+            calls, lead = self.tutor.tool_step(message) if hasattr(self.tutor, "tool_step") else ([], "")
             query, status = message, "none"
             problem = fresh if subject == "math" else None
             s.task, s.step, s.solved, s.said = (task_of(problem) if problem else None), 0, False, []
@@ -153,12 +155,13 @@ class Backend:
             text, adapter = self.tutor.task_turn(subject, s.task, s.step, status, s.said)
         else:
             text, adapter = self.tutor.rules_turn(subject, sources)
+        text = f"{lead} {text}" if lead else text
         s.said = (s.said + [("Tutor", text)])[-MAX_SAID:]
         s.subject = subject
         s.context = {"session": s.id, "query": query, "subject": subject, "reason": why, "check": status,
                      "step": s.step if s.task is not None else None,
-                     "scores": [{"id": x["id"], "score": x["score"]} for x in sources]}
-        return {"text": text, "subject": subject, "adapter": adapter, "sources": sources, "tool_calls": []}
+                     "scores": [{"id": x["id"], "score": x["score"]} for x in sources], "tool_calls": calls}
+        return {"text": text, "subject": subject, "adapter": adapter, "sources": sources, "tool_calls": calls}
 
     def see(self, data: bytes, question: str) -> str:
         """The vision model's answer to ``question`` about the image ``data``: on the plain base, between two of

@@ -5,6 +5,8 @@ turn. For a math problem in one of the generated families' shapes, its worked st
 guard. For science and reading, the top passage makes a passage task (passages.py: its answer's words masked in
 the hint, the answer guard on those words) and the subject's adapter makes the turn from the same grounded prompt;
 without an adapter (or a passage) the turn points the learner at the best passage and asks them a question.
+When the tools adapter has its parser, a learner's answer to compare with a key is checked (check_answer) and a
+unit conversion gets its factor as a hint (convert_units with 1): ``socratic_tools``, the calls in "tool_calls".
 
     tutor = Tutor("runs/phase2/final", "runs/tutor")
     tutor.ask("What is 4 × 11 - 3?")   # {"text", "subject", "adapter", "sources", "tool_calls"}
@@ -20,6 +22,41 @@ from ...errors import DataError
 from .subjects import SUBJECTS, check_subject
 
 _MATHY = re.compile(r"\d\s*(?:[-+×x*/%=]|percent|times|plus|minus)\s*\d|\d\s*x\s*[-+]", re.I)
+
+
+SOCRATIC_TOOLS = ("check_answer", "convert_units")  # the calculator would do the learner's arithmetic: not offered
+TOOLS_ADAPTER = Path("adapters") / "tools"  # under the tutor's root (zephyra tutor tools-train), with its parser
+
+
+def socratic_tools(parser, message: str) -> tuple[list[dict], str]:
+    """(the tool calls made for a learner's message, the words that open the tutor's turn with their results):
+    the tool parser (``resolve.tools.parse_with``) decides among ``SOCRATIC_TOOLS``. ``check_answer`` checks the
+    learner's answer against the one they were given and says whether they match; ``convert_units`` is called
+    for the factor (1 unit of the first in the second), given as a hint, never the converted value (a
+    temperature, whose scales are not a factor apart, gets no call). ([], "") when no tool fits."""
+    import json
+
+    from ...resolve.tools import parse_with
+    from .tools import UNITS, Toolbox
+
+    box = Toolbox.default()
+    call = parse_with(parser, message, [t for t in box.tools if t.name in SOCRATIC_TOOLS])
+    if call is None:
+        return [], ""
+    args = call["arguments"]
+    if call["name"] == "check_answer":
+        result = box.run("check_answer", args)
+        lead = f"I checked {args['answer']} against {args['expected']}: " + \
+            ("they match, well done." if json.loads(result)["correct"] else
+             "they do not match yet. Which step would you check first?")
+    else:
+        f, t, value = args["from_unit"], args["to_unit"], args["value"]
+        if f == t or UNITS[f][0] != UNITS[t][0] or UNITS[f][0] == "temperature":
+            return [], ""
+        args = {"value": 1, "from_unit": f, "to_unit": t}
+        result = box.run("convert_units", args)
+        lead = f"A hint from the unit table: {result}. How can you use that for {value:g} {f}?"
+    return [{"id": "call_0", "name": call["name"], "arguments": args, "result": result}], lead
 
 
 def tutor_adapters(root: Path) -> dict[str, Path]:
@@ -52,6 +89,15 @@ class Tutor:
     def close(self) -> None:
         if self.owned:
             self.system.close()
+
+    def tool_step(self, message: str) -> tuple[list[dict], str]:
+        """``socratic_tools`` with the parser of the tutor's tools adapter (``TOOLS_ADAPTER``, loaded once); ([],
+        "") when there is none."""
+        if not hasattr(self, "_parser"):
+            from ...resolve.parser import adapter_parser
+
+            self._parser = adapter_parser(self.root / TOOLS_ADAPTER)
+        return socratic_tools(self._parser, message) if self._parser is not None else ([], "")
 
     def index(self, subject: str):
         from .subjects import open_subject_index
@@ -119,6 +165,7 @@ class Tutor:
         from .socratic import task_of
 
         subject, sources = self.retrieved(message, subject)
+        calls, lead = self.tool_step(message)
         problem = parse_problem(message) if subject == "math" else None
         if problem is not None:  # a passage that holds this very answer (the same exercise) is not shown
             sources = [x for x in sources if not says_answer(problem, x["text"])]
@@ -128,7 +175,8 @@ class Tutor:
             sources = [{**x, "text": mask(x["text"], keys)} for x in sources]  # the passages show the gaps too
         else:
             text, adapter = self.rules_turn(subject, sources)
-        return {"text": text, "subject": subject, "adapter": adapter, "sources": sources, "tool_calls": []}
+        text = f"{lead} {text}" if lead else text
+        return {"text": text, "subject": subject, "adapter": adapter, "sources": sources, "tool_calls": calls}
 
     def passage_turn(self, subject: str, message: str, passage: str) -> tuple[str, str, tuple[str, ...]]:
         """(the subject adapter's first turn on ``message`` over the retrieved ``passage`` (task_turn: the
