@@ -93,3 +93,41 @@ def test_an_adapter_that_points_gets_the_pointing_decoder(served, client, monkey
         cal.unlink(missing_ok=True)
     assert seen[0] is None and callable(seen[1])
     _valid(r.choices[0].message.tool_calls[0])  # the pointed call still fits its schema
+
+
+def test_an_adapter_with_a_tool_parser_decides_by_it_for_the_tools_it_knows(served, client, monkeypatch):
+    """The served adapter's parser (``resolve.parser.adapter_parser`` on its directory, loaded once) decides for
+    tools it was trained on: here a parser that calls ``lookup`` with the message's last word; for tools it
+    does not know, the model decides as before."""
+    import zephyra.resolve.parser as rp
+
+    class Lookup:
+        keys = ["query"]
+
+        def knows(self, names):
+            return all(n == "lookup" for n in names)
+
+        def intents(self, message, names):
+            return {"none": 0.1, "lookup": 0.9}
+
+        def key_probability(self, message, key):
+            return 1.0
+
+        def span_scores(self, message, key, spans):
+            return [0.0 if message[a:b] == "gravity" else -5.0 for a, b in spans]
+
+    server = served[1]
+    adapter = sorted(server.system.adapter_dirs)[0]
+    loads = []
+    monkeypatch.setattr(rp, "adapter_parser", lambda d: loads.append(d) or Lookup())
+    server.__dict__.pop("_tool_parsers", None)
+    ask = dict(messages=[{"role": "user", "content": "tell me about gravity"}], tools=[TOOLS[1]])
+    for _ in range(2):
+        r = client.chat.completions.create(model=adapter, **ask)
+        call = r.choices[0].message.tool_calls[0]
+        assert r.choices[0].finish_reason == "tool_calls"
+        assert call.function.name == "lookup" and json.loads(call.function.arguments) == {"query": "gravity"}
+    assert loads == [server.system.adapter_dirs[adapter]]  # once per directory
+    r = client.chat.completions.create(model=adapter, messages=ask["messages"], tools=TOOLS, tool_choice="required")
+    _valid(r.choices[0].message.tool_calls[0])  # convert is not the parser's: the model's path, still valid
+    server.__dict__.pop("_tool_parsers", None)
