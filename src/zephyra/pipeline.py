@@ -157,6 +157,18 @@ def _router_run(cfg: QuickstartConfig, console: Console) -> None:
     console.print(f"serving the {best} router (router/active)")
 
 
+def _guard_done(cfg: QuickstartConfig) -> bool:
+    return (cfg.root / "guard" / "encoder" / "manifest.json").is_file()
+
+
+def _guard_run(cfg: QuickstartConfig, console: Console) -> None:
+    """The guard's second reader (guard/encoder.py): MiniLM fine-tuned on the guard's training families; the
+    guard averages it in wherever it runs from here on."""
+    from .guard.encoder import train_encoder_guard
+
+    train_encoder_guard(cfg.root / "guard" / "encoder", log=lambda s: console.print(f"[dim]{s}[/dim]"))
+
+
 def _demo(cfg: QuickstartConfig, console: Console) -> None:
     from .resolve.system import load_system
 
@@ -182,7 +194,7 @@ def _demo(cfg: QuickstartConfig, console: Console) -> None:
 
 STAGES = [Stage("data", _data_done, _data_run), _train_stage("phase1"), _train_stage("phase2"),
           Stage("index", _index_done, _index_run), Stage("adapters", _adapters_done, _adapters_run), Stage("router", _router_done, _router_run),
-          Stage("demo", lambda cfg: False, _demo)]
+          Stage("guard", _guard_done, _guard_run), Stage("demo", lambda cfg: False, _demo)]
 
 
 def run_quickstart(cfg: QuickstartConfig, force: str | None = None, console: Console | None = None) -> dict:

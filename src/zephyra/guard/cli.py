@@ -101,6 +101,24 @@ def train(
     typer.echo(f"guard written to {out} (threshold {g.threshold:.3f})")
 
 
+@app.command("train-encoder")
+def train_encoder(
+    out: Annotated[Path, typer.Option(help="the encoder's directory (read_guard attaches it from here)")
+                   ] = Path("runs/guard/encoder"),
+    steps: Annotated[int, typer.Option(min=1, help="optimizer steps of 32 texts")] = 250,
+) -> None:
+    """Fine-tune MiniLM on the training families (attack or not) as the guard's second reader; its score is
+    averaged with the shipped guard's wherever the guard runs once this directory is there (about 8 minutes).
+
+    zephyra guard train-encoder --out runs/guard/encoder
+    """
+    from .encoder import train_encoder_guard
+
+    with clikit.warnings_to_stderr():
+        result = train_encoder_guard(out, steps=steps, log=lambda m: typer.echo(m, err=True))
+    typer.echo(json.dumps(result))
+
+
 @app.command("eval")
 def eval_(
     guard: GuardOpt = None,

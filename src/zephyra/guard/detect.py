@@ -238,6 +238,15 @@ class Guard:
         self.hidden = [(np.asarray(layer["weight"], dtype=np.float64), np.asarray(layer["bias"], dtype=np.float64))
                        for layer in spec.get("hidden", [])]
         self._encoder = encoder
+        self.second = None  # guard.encoder's scorer when attached: the score is then the mean of the two
+
+    def attach(self, scorer, threshold: float) -> None:
+        """Average ``scorer``'s p(attack) (``guard.encoder.EncoderScore``) into every score, flagged at
+        ``threshold`` (the pair's, fitted on validation)."""
+        self.second, self.threshold = scorer, float(threshold)
+
+    def _mixed(self, texts: Sequence[str], p: np.ndarray) -> np.ndarray:
+        return p if self.second is None else (p + self.second(texts)) / 2
 
     @property
     def encoder(self):
@@ -285,7 +294,7 @@ class Guard:
         return 1.0 / (1.0 + np.exp(-(a * raw + c)))
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
-        return self.calibrate(self.raw(texts)[0]) if len(texts) else np.zeros(0)
+        return self._mixed(texts, self.calibrate(self.raw(texts)[0])) if len(texts) else np.zeros(0)
 
     def check(self, texts: Sequence[str], threshold: float | None = None) -> list[Verdict]:
         """One verdict per text; ``threshold`` overrides the guard's own (0..1)."""
@@ -298,7 +307,7 @@ class Guard:
         if not texts:
             return []
         raw, best = self.raw(texts)
-        p = self.calibrate(raw)
+        p = self._mixed(texts, self.calibrate(raw))
         out = []
         for text, score, (view, x) in zip(texts, p, best):
             rule = next((k for k, test in RULES if test(text)), None) if self.use.get("rules", True) else None
@@ -340,8 +349,10 @@ def _encoder():
     return MiniLMEncoder(truncation_side="right", max_seq_length=128, warn_long=False)
 
 
-def read_guard(path: str | Path = WEIGHTS, encoder=None) -> Guard:
-    """A guard from a directory holding guard.json (or the file itself)."""
+def read_guard(path: str | Path = WEIGHTS, encoder=None, attach: bool = True) -> Guard:
+    """A guard from a directory holding guard.json (or the file itself); with the fine-tuned encoder attached
+    when its directory is there and ``attach`` (``guard.encoder.encoder_dir``: runs/guard/encoder, or
+    $ZEPHYRA_GUARD_ENCODER; "" turns it off)."""
     p = Path(path)
     p = p / "guard.json" if p.is_dir() else p
     try:
@@ -353,9 +364,16 @@ def read_guard(path: str | Path = WEIGHTS, encoder=None) -> Guard:
     if not isinstance(spec, dict):
         raise ArtifactError(f"{p}: not a guard file")
     try:
-        return Guard(spec, encoder)
+        guard = Guard(spec, encoder)
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{p}: malformed guard ({type(e).__name__}: {e})") from None
+    if attach:
+        from .encoder import encoder_dir, load_encoder
+
+        where = encoder_dir()
+        if where is not None:
+            guard.attach(*load_encoder(where, guard.sentence_chars))
+    return guard
 
 
 @lru_cache(maxsize=4)
