@@ -1,4 +1,4 @@
-"""The tool parser (``zephyra.resolve.parser``): the shipped MiniLM encoder fine-tuned to decide call / no call and
+"""The tool parser (``zephyra.retrieval.parser``): the shipped MiniLM encoder fine-tuned to decide call / no call and
 to point at argument values; how ``decode_call`` uses it; its storage (safetensors, a checked file table)."""
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def trained(tmp_path_factory):
 
 
 def test_a_briefly_trained_parser_tells_tools_apart_and_round_trips(trained):
-    from zephyra.resolve.parser import adapter_parser
+    from zephyra.retrieval.parser import adapter_parser
 
     parser = adapter_parser(trained)
     names = [t.name for t in TOOLS]
@@ -184,7 +184,7 @@ def test_a_briefly_trained_parser_tells_tools_apart_and_round_trips(trained):
 def test_a_changed_or_foreign_parser_is_refused(trained, tmp_path):
     import shutil
 
-    from zephyra.resolve.parser import META, WEIGHTS, SUBDIR, ToolParser, adapter_parser
+    from zephyra.retrieval.parser import META, WEIGHTS, SUBDIR, ToolParser, adapter_parser
 
     copy = tmp_path / "tools"
     shutil.copytree(trained, copy)

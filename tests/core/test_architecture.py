@@ -36,7 +36,7 @@ BESIDE = {  # offline work: may use the runtime, never used by it
                    "tokenizer"},
     "bench": {"adapters", "router", "resolve", "model", "tokenizer", "loader", "training", "evaluation", "serve",
               "registry", "data"},
-    "pipeline": {"data", "training", "router", "resolve", "retrieval"},
+    "pipeline": {"data", "training", "router", "resolve", "retrieval", "guard"},
     "export": {"adapters", "loader", "model"},
     # the paper (issue 16): reads results, builds LaTeX; nothing imports it
     "paper": {"bench", "evaluation", "io"},

@@ -32,7 +32,7 @@ def test_an_attached_reader_is_averaged_in_and_the_pairs_threshold_flags():
 def encoder_dir(tmp_path_factory):
     """A directory as train_encoder_guard writes it, from a parser trained two steps (the files are the point)."""
     from zephyra.manifest import file_table, write_manifest
-    from zephyra.resolve.parser import train_parser
+    from zephyra.retrieval.parser import train_parser
 
     d = tmp_path_factory.mktemp("encoder")
     rows = [{"prompt": t, "call": {"name": E.ATTACK} if i == 0 else None} for i, t in enumerate(TEXTS)]
@@ -58,7 +58,7 @@ def test_read_guard_attaches_the_directory_unless_turned_off(encoder_dir, monkey
 def test_a_changed_or_malformed_encoder_is_refused(encoder_dir, tmp_path, monkeypatch):
     import shutil
 
-    from zephyra.resolve.parser import WEIGHTS as PARSER_WEIGHTS
+    from zephyra.retrieval.parser import WEIGHTS as PARSER_WEIGHTS
 
     bad = tmp_path / "bad"
     shutil.copytree(encoder_dir, bad)

@@ -96,10 +96,10 @@ def test_an_adapter_that_points_gets_the_pointing_decoder(served, client, monkey
 
 
 def test_an_adapter_with_a_tool_parser_decides_by_it_for_the_tools_it_knows(served, client, monkeypatch):
-    """The served adapter's parser (``resolve.parser.adapter_parser`` on its directory, loaded once) decides for
+    """The served adapter's parser (``retrieval.parser.adapter_parser`` on its directory, loaded once) decides for
     tools it was trained on: here a parser that calls ``lookup`` with the message's last word; for tools it
     does not know, the model decides as before."""
-    import zephyra.resolve.parser as rp
+    import zephyra.retrieval.parser as rp
 
     class Lookup:
         keys = ["query"]

@@ -10,7 +10,7 @@ model, the fixed rule, the views. When the encoder's directory is there, ``detec
 score is the mean of the shipped guard's calibrated score and the encoder's p(attack) (its highest over the same
 views), flagged at this directory's threshold. The threshold is the lowest at which at most ``TARGET_FPR`` of the
 validation look-alikes and of the validation ordinary prompts and passages are flagged (docs/security.md: why 3%).
-The encoder is the tool parser's network (``resolve.parser``) with its intent head alone ("none" / "attack").
+The encoder is the tool parser's network (``retrieval.parser``) with its intent head alone ("none" / "attack").
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def load_encoder(directory, sentence_chars: int) -> tuple[EncoderScore, float]:
     """(the scorer, the ensemble's threshold) from a directory ``train_encoder_guard`` wrote, its files checked
     against its manifest first; a one-line ArtifactError otherwise."""
     from ..manifest import verify_files
-    from ..resolve.parser import ToolParser
+    from ..retrieval.parser import ToolParser
 
     d = Path(directory)
     verify_files(d)
@@ -85,7 +85,7 @@ def train_encoder_guard(out: str | os.PathLike = DEFAULT_DIR, steps: int = STEPS
     file table is checked at load. Held-out rows are never read."""
     from ..io import atomic_directory
     from ..manifest import file_table, write_manifest
-    from ..resolve.parser import train_parser
+    from ..retrieval.parser import train_parser
     from .data import build_rows, data_hash
     from .detect import WEIGHTS, read_guard
     from .train import training_views

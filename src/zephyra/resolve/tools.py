@@ -842,7 +842,7 @@ def decode_call(score: Scorer, tokenizer, prompt_ids: Sequence[int], tools: Sequ
     the span of the user's message around which the model finds ``tag_span``'s marks likeliest (pointing at the
     value where it stands, which a small model learns where it does not learn to copy it); ``point_tools``: the
     tool's name scored with the likeliest marks of its first argument as well. ``parser``
-    (``resolve.parser.ToolParser``): when it knows every offered tool and the last user turn is the user's (not a
+    (``retrieval.parser.ToolParser``): when it knows every offered tool and the last user turn is the user's (not a
     tool's result), it decides whether to call, which tool, and points at the values of the keys it knows
     (``_parser_decision``, ``_parser_value``); the model does the rest."""
     if choice == "none" or not tools:

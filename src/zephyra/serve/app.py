@@ -471,13 +471,13 @@ class Server:
                                           parser=self.tool_parser(adapter_dir))
 
     def tool_parser(self, adapter_dir):
-        """The tool parser the adapter keeps (``resolve.parser.adapter_parser``), loaded once per directory;
+        """The tool parser the adapter keeps (``retrieval.parser.adapter_parser``), loaded once per directory;
         None when it has none. It decides for the tools it was trained on; the model for any others."""
         if not adapter_dir:
             return None
         cache = self.__dict__.setdefault("_tool_parsers", {})
         if adapter_dir not in cache:
-            from ..resolve.parser import adapter_parser
+            from ..retrieval.parser import adapter_parser
 
             cache[adapter_dir] = adapter_parser(adapter_dir)
         return cache[adapter_dir]

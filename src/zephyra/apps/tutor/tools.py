@@ -26,7 +26,7 @@ from fractions import Fraction
 
 from ...chat import encode_chat
 from ...errors import RequestError
-from ...resolve.parser import SUBDIR as PARSER_DIR  # the tool parser's directory inside the tools adapter
+from ...retrieval.parser import SUBDIR as PARSER_DIR  # the tool parser's directory inside the tools adapter
 from ...resolve.tools import (
     DEFAULT_THRESHOLD,
     Tool,
@@ -793,7 +793,7 @@ def train_tools_adapter(base: str = "runs/phase2/final", out: str = "runs/tutor/
 
 # --------------------------------------------------------------------------------------------------------------
 # the tool parser: the shipped sentence encoder decides call / no call and points at the values
-# (``zephyra.resolve.parser``); stored inside the tools adapter, used by decode_call wherever the adapter is
+# (``zephyra.retrieval.parser``); stored inside the tools adapter, used by decode_call wherever the adapter is
 # --------------------------------------------------------------------------------------------------------------
 
 PARSER_STEPS, PARSER_LAYERS, PARSER_ROWS = 500, 6, 4000
@@ -818,7 +818,7 @@ def parser_rows(n: int = PARSER_ROWS, seed: int = 0) -> list[dict]:
 
 def train_tools_parser(adapter_dir: str = "runs/tutor/adapters/tools", steps: int = PARSER_STEPS,
                        layers: int = PARSER_LAYERS, n: int = PARSER_ROWS, seed: int = 0, echo=None) -> dict:
-    """Fine-tune the parser (``resolve.parser.train_parser``) on ``parser_rows`` and store it as
+    """Fine-tune the parser (``retrieval.parser.train_parser``) on ``parser_rows`` and store it as
     ``<adapter_dir>/parser`` (replaced whole, with a manifest whose file table is checked at load). About 4
     minutes on 2 cores at the defaults."""
     import time
@@ -826,7 +826,7 @@ def train_tools_parser(adapter_dir: str = "runs/tutor/adapters/tools", steps: in
 
     from ...io import atomic_directory
     from ...manifest import file_table, write_manifest
-    from ...resolve.parser import train_parser
+    from ...retrieval.parser import train_parser
 
     box = _toolbox_for_data()
     keys = list(dict.fromkeys(k for t in box.tools for k in t.properties))
@@ -842,8 +842,8 @@ def train_tools_parser(adapter_dir: str = "runs/tutor/adapters/tools", steps: in
 
 
 def load_tools_parser(adapter_dir):
-    """The parser stored in a tools adapter (``resolve.parser.adapter_parser``: files checked), or None."""
-    from ...resolve.parser import adapter_parser
+    """The parser stored in a tools adapter (``retrieval.parser.adapter_parser``: files checked), or None."""
+    from ...retrieval.parser import adapter_parser
 
     return adapter_parser(adapter_dir)
 

@@ -94,7 +94,7 @@ class Tutor:
         """``socratic_tools`` with the parser of the tutor's tools adapter (``TOOLS_ADAPTER``, loaded once); ([],
         "") when there is none."""
         if not hasattr(self, "_parser"):
-            from ...resolve.parser import adapter_parser
+            from ...retrieval.parser import adapter_parser
 
             self._parser = adapter_parser(self.root / TOOLS_ADAPTER)
         return socratic_tools(self._parser, message) if self._parser is not None else ([], "")

@@ -16,6 +16,9 @@ and the call is still assembled under the schema, so it always validates. A 0.8M
 ~80 phrasings learns their positions; a pretrained encoder brings what words mean, which is what held-out
 phrasings need (docs/tutor.md, "Tools and function calling").
 
+It lives beside the shared encoder (``retrieval.embed``) so that both the tool calls (``resolve.tools``) and the
+guard's second reader (``guard.encoder``, the intent head alone: none / attack) can use it.
+
 Saved as ``parser.safetensors`` (the heads and the fine-tuned layers only; the rest is the package's) and
 ``parser.json`` (labels, layers, encoder version); no pickle.
 """
