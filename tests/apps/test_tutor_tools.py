@@ -222,7 +222,10 @@ def test_runtime_loop_executes_and_feeds_back(tiny_model):
     assert run.messages[2]["tool_call_id"] == run.messages[1]["tool_calls"][0]["id"]
     for c in run.tool_calls:
         assert c["result"]  # a result, or a refusal in words ("error: ...")
-    assert isinstance(run.text, str)
+    assert T._states(run.text, run.tool_calls[-1]["result"])  # the answer states the last result (an untrained
+    # model's never does: it is the fallback's "The tool says: ...")
+    assert T._states("20 kg = 44.0925 lb, so about 44 pounds", "20 kg = 44.0925 lb")
+    assert not T._states("about 44 pounds", "20 kg = 44.0925 lb") and T._states("it is 42", "42")
 
 
 def test_validation_split_is_its_own():

@@ -324,11 +324,21 @@ def model_threshold(model, threshold: float | None = None) -> float:
     return DEFAULT_THRESHOLD if value is None else float(value)
 
 
+def _states(text: str, result: str) -> bool:
+    """Whether an answer states a tool's result: its first line's numbers all appear in it (or, with none, the
+    line itself does)."""
+    line = result.splitlines()[0] if result else ""
+    numbers = re.findall(r"-?\d+(?:\.\d+)?", line)
+    return all(n in text for n in numbers) if numbers else line.strip().lower() in text.lower()
+
+
 def run_with_tools(model, tokenizer, prompt: str | Sequence[Mapping], toolbox: Toolbox, *,
                    max_rounds: int = MAX_ROUNDS, max_tokens: int = 48, choice: str = "auto",
                    threshold: float | None = None) -> ToolRun:
     """The model calls tools (constrained decoding), each call is executed and its result fed back as a tool
-    message, until it answers in text or ``max_rounds`` calls were made (then it must answer). ``threshold``:
+    message, until it answers in text or ``max_rounds`` calls were made (then it must answer; an answer that
+    does not state the last result, which the 0.8M adapter often writes, is replaced by "The tool says: <result>").
+    ``threshold``:
     p(marker) to call under ``auto`` (default: the adapter's calibrated one, ``model_threshold``)."""
     threshold = model_threshold(model, threshold)
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
@@ -341,6 +351,8 @@ def run_with_tools(model, tokenizer, prompt: str | Sequence[Mapping], toolbox: T
                                threshold, seq_score=seq_score, parser=getattr(model, "tool_parser", None))
         if decision.call is None:
             text = generate_text(model, tokenizer, ids, max_tokens)
+            if made and not _states(text, made[-1]["result"]):  # the small model's answer lost the result
+                text = f"The tool says: {made[-1]['result'].splitlines()[0][:200]}"
             messages.append({"role": "assistant", "content": text})
             return ToolRun(text, made, messages, rounds)
         rounds += 1
