@@ -37,9 +37,17 @@ def encoder_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("encoder")
     rows = [{"prompt": t, "call": {"name": E.ATTACK} if i == 0 else None} for i, t in enumerate(TEXTS)]
     train_parser(rows * 4, [E.ATTACK], [], layers=1, steps=2, batch=4, log=None).save(d)
-    (d / E.ENSEMBLE).write_text(json.dumps({"rule": "mean", "threshold": 0.7}))
+    (d / E.ENSEMBLE).write_text(json.dumps({"rule": "mean", "threshold": 0.7, "base_sha256": _shipped_sha()}))
     write_manifest(d, "guard-encoder", files=file_table(d))
     return d
+
+
+def _shipped_sha() -> str:
+    from pathlib import Path
+
+    from zephyra.io import sha256_file
+
+    return sha256_file(Path(WEIGHTS) / "guard.json")
 
 
 def test_read_guard_attaches_the_directory_unless_turned_off(encoder_dir, monkeypatch):
@@ -53,6 +61,18 @@ def test_read_guard_attaches_the_directory_unless_turned_off(encoder_dir, monkey
     assert read_guard(WEIGHTS).second is None
     monkeypatch.setenv(E.ENV, str(encoder_dir / "nowhere"))
     assert read_guard(WEIGHTS).second is None
+
+
+def test_the_pair_attaches_only_to_the_guard_it_was_fitted_with(encoder_dir, tmp_path, monkeypatch):
+    import shutil
+
+    other = tmp_path / "other_guard"
+    shutil.copytree(WEIGHTS, other)
+    spec = json.loads((other / "guard.json").read_text())
+    (other / "guard.json").write_text(json.dumps({**spec, "threshold": 0.5}))  # a retrained guard, say
+    monkeypatch.setenv(E.ENV, str(encoder_dir))
+    assert read_guard(WEIGHTS).second is not None
+    assert read_guard(other).second is None and read_guard(other).threshold == 0.5
 
 
 def test_a_changed_or_malformed_encoder_is_refused(encoder_dir, tmp_path, monkeypatch):
@@ -70,7 +90,7 @@ def test_a_changed_or_malformed_encoder_is_refused(encoder_dir, tmp_path, monkey
         read_guard(WEIGHTS)
     odd = tmp_path / "odd"
     shutil.copytree(encoder_dir, odd)
-    (odd / E.ENSEMBLE).write_text(json.dumps({"rule": "max", "threshold": 0.7}))
+    (odd / E.ENSEMBLE).write_text(json.dumps({"rule": "max", "threshold": 0.7, "base_sha256": _shipped_sha()}))
     from zephyra.manifest import file_table, write_manifest
 
     write_manifest(odd, "guard-encoder", files=file_table(odd))

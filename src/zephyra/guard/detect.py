@@ -351,8 +351,8 @@ def _encoder():
 
 def read_guard(path: str | Path = WEIGHTS, encoder=None, attach: bool = True) -> Guard:
     """A guard from a directory holding guard.json (or the file itself); with the fine-tuned encoder attached
-    when its directory is there and ``attach`` (``guard.encoder.encoder_dir``: runs/guard/encoder, or
-    $ZEPHYRA_GUARD_ENCODER; "" turns it off)."""
+    when its directory is there, it was fitted with this very guard.json, and ``attach``
+    (``guard.encoder.encoder_dir``: runs/guard/encoder, or $ZEPHYRA_GUARD_ENCODER; "" turns it off)."""
     p = Path(path)
     p = p / "guard.json" if p.is_dir() else p
     try:
@@ -368,10 +368,11 @@ def read_guard(path: str | Path = WEIGHTS, encoder=None, attach: bool = True) ->
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{p}: malformed guard ({type(e).__name__}: {e})") from None
     if attach:
-        from .encoder import encoder_dir, load_encoder
+        from ..io import sha256_file
+        from .encoder import encoder_dir, fitted_with, load_encoder
 
         where = encoder_dir()
-        if where is not None:
+        if where is not None and fitted_with(where) == sha256_file(p):  # the pair was fitted on this guard
             guard.attach(*load_encoder(where, guard.sentence_chars))
     return guard
 

@@ -8,7 +8,8 @@ not), trained here (the quickstart's ``guard`` stage, or ``zephyra guard train-e
 The shipped guard (embedding + heuristics + character n-grams, a logistic regression) keeps what it was: the kind
 model, the fixed rule, the views. When the encoder's directory is there, ``detect.read_guard`` attaches it: a text's
 score is the mean of the shipped guard's calibrated score and the encoder's p(attack) (its highest over the same
-views), flagged at this directory's threshold. The threshold is the lowest at which at most ``TARGET_FPR`` of the
+views), flagged at this directory's threshold; only onto the guard.json it was fitted with (its sha256 is
+recorded): another guard (``--guard DIR``, or the shipped one retrained) is read alone. The threshold is the lowest at which at most ``TARGET_FPR`` of the
 validation look-alikes and of the validation ordinary prompts and passages are flagged (docs/security.md: why 3%).
 The encoder is the tool parser's network (``retrieval.parser``) with its intent head alone ("none" / "attack").
 """
@@ -53,6 +54,14 @@ class EncoderScore:
                          for t in texts], dtype=np.float64)
 
 
+def fitted_with(directory) -> str | None:
+    """The sha256 of the guard.json the pair's threshold was fitted with (None: not recorded)."""
+    try:
+        return json.loads((Path(directory) / ENSEMBLE).read_text()).get("base_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def load_encoder(directory, sentence_chars: int) -> tuple[EncoderScore, float]:
     """(the scorer, the ensemble's threshold) from a directory ``train_encoder_guard`` wrote, its files checked
     against its manifest first; a one-line ArtifactError otherwise."""
@@ -83,7 +92,7 @@ def train_encoder_guard(out: str | os.PathLike = DEFAULT_DIR, steps: int = STEPS
     """Fine-tune the encoder on the training families' texts and views (``train.training_views``), fit the
     ensemble's threshold on validation, and write ``out`` whole (``io.atomic_directory``) with a manifest whose
     file table is checked at load. Held-out rows are never read."""
-    from ..io import atomic_directory
+    from ..io import atomic_directory, sha256_file
     from ..manifest import file_table, write_manifest
     from ..retrieval.parser import train_parser
     from .data import build_rows, data_hash
@@ -107,7 +116,8 @@ def train_encoder_guard(out: str | os.PathLike = DEFAULT_DIR, steps: int = STEPS
     metrics = {"validation_recall": round(float((p[vy == 1] >= t).mean()), 4),
                "validation_lookalike_fpr": round(float((p[look] >= t).mean()), 4),
                "validation_plain_fpr": round(float((p[plain] >= t).mean()), 4)}
-    meta = {"rule": "mean", "threshold": t, "target_fpr": target_fpr, "data_sha256": data_hash(rows), **metrics}
+    meta = {"rule": "mean", "threshold": t, "target_fpr": target_fpr, "data_sha256": data_hash(rows),
+            "base_sha256": sha256_file(Path(WEIGHTS) / "guard.json"), **metrics}
     with atomic_directory(out) as tmp:
         parser.save(tmp)
         (tmp / ENSEMBLE).write_text(json.dumps(meta, indent=2) + "\n")
