@@ -80,13 +80,6 @@ def load_encoder(directory, sentence_chars: int) -> tuple[EncoderScore, float]:
     return EncoderScore(ToolParser.load(d), sentence_chars), threshold
 
 
-def _threshold(p: np.ndarray, target: float) -> float:
-    """The lowest threshold flagging at most ``target`` of ``p``."""
-    s = np.sort(p)[::-1]
-    k = int(np.floor(target * len(s)))
-    return float(s[k]) + 1e-9 if k < len(s) else 0.0
-
-
 def train_encoder_guard(out: str | os.PathLike = DEFAULT_DIR, steps: int = STEPS, seed: int = 0,
                         target_fpr: float = TARGET_FPR, log=print) -> dict:
     """Fine-tune the encoder on the training families' texts and views (``train.training_views``), fit the
@@ -97,7 +90,7 @@ def train_encoder_guard(out: str | os.PathLike = DEFAULT_DIR, steps: int = STEPS
     from ..retrieval.parser import train_parser
     from .data import build_rows, data_hash
     from .detect import WEIGHTS, read_guard
-    from .train import training_views
+    from .train import _threshold, training_views
 
     rows = build_rows(seed)
     texts, y = training_views([r for r in rows if r.split == "train"])

@@ -851,10 +851,10 @@ def decode_call(score: Scorer, tokenizer, prompt_ids: Sequence[int], tools: Sequ
     prompt = list(prompt_ids)
     p_call = None
     message = _last_user_text(tokenizer, prompt) if parser is not None else None
-    if message is not None and (message.lstrip().startswith(RESPONSE_OPEN) or
-                                not parser.knows([t.name for t in tools])):
-        if message.lstrip().startswith(RESPONSE_OPEN) and choice == "auto":  # a result came back: answer it
-            return Decision(None, 0.0)
+    after_result = message is not None and message.startswith(RESPONSE_OPEN)
+    if after_result and choice == "auto":  # a result came back: answer it
+        return Decision(None, 0.0)
+    if after_result or message is not None and not parser.knows([t.name for t in tools]):
         message = None  # tools it was not trained on, or a forced call after a result: the model's path
     if message is not None and choice in ("auto", "required"):
         chosen, p_call = _parser_decision(parser, message, tools, choice)

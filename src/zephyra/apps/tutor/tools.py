@@ -27,6 +27,7 @@ from fractions import Fraction
 from ...chat import encode_chat
 from ...errors import RequestError
 from ...retrieval.parser import SUBDIR as PARSER_DIR  # the tool parser's directory inside the tools adapter
+from ...retrieval.parser import adapter_parser as load_tools_parser  # the adapter's parser (files checked), or None
 from ...resolve.tools import (
     DEFAULT_THRESHOLD,
     Tool,
@@ -843,7 +844,7 @@ def train_tools_parser(adapter_dir: str = "runs/tutor/adapters/tools", steps: in
     box = _toolbox_for_data()
     keys = list(dict.fromkeys(k for t in box.tools for k in t.properties))
     t0 = time.perf_counter()
-    log = (lambda m: echo(m)) if echo is not None else print
+    log = echo or print
     parser = train_parser(parser_rows(n, seed), [t.name for t in box.tools], keys, layers=layers, steps=steps,
                           seed=seed, log=log)
     seconds = round(time.perf_counter() - t0, 1)
@@ -851,13 +852,6 @@ def train_tools_parser(adapter_dir: str = "runs/tutor/adapters/tools", steps: in
         parser.save(tmp)
         write_manifest(tmp, "tool-parser", config={**parser.meta, "seconds": seconds}, files=file_table(tmp))
     return {"path": str(Path(adapter_dir) / PARSER_DIR), "seconds": seconds, **parser.meta}
-
-
-def load_tools_parser(adapter_dir):
-    """The parser stored in a tools adapter (``retrieval.parser.adapter_parser``: files checked), or None."""
-    from ...retrieval.parser import adapter_parser
-
-    return adapter_parser(adapter_dir)
 
 
 def load_tools_model(base: str = "runs/phase2/final", adapter: str | None = "runs/tutor/adapters/tools"):
