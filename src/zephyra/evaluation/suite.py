@@ -413,10 +413,13 @@ class Evaluator:
         return first, holders
 
     def _engine(self, plain):
-        """The multi-adapter engine over every adapter it can apply (plain LoRA), read from the PeftModels."""
+        """The multi-adapter engine over every adapter it can apply (plain LoRA), read from the PeftModels; None
+        for a base that is not a Zephyra (no trunk and branch: PEFT's generate answers every row)."""
         from ..resolve.lora import AdapterBank, AdapterBankError
         from ..resolve.multi import MultiLoRAEngine
 
+        if getattr(plain.config, "model_type", None) != "zephyra":
+            return None
         updates = {}
         for name, holder in self.holders.items():
             try:
@@ -445,7 +448,7 @@ class Evaluator:
     def batches(self, data: DomainData, rows: Sequence[str]) -> int:
         """Progress units for ``rows`` on one domain: perplexity batches plus answer batches."""
         ppl = -(-len(data.rows) // self.cfg.batch_size) * len(rows)
-        shared = sum(r == "base" or r in self.engine.bank.names for r in rows)
+        shared = sum(r == "base" or r in self.engine.bank.names for r in rows) if self.engine is not None else 0
         gen = -(-len(data.questions) * shared // self.cfg.gen_batch_size)
         gen += -(-len(data.questions) // self.cfg.batch_size) * (len(rows) - shared)
         return ppl + gen
@@ -459,7 +462,7 @@ class Evaluator:
 
     def answers(self, data: DomainData, rows: Sequence[str], tick=None) -> dict[str, list[str]]:
         """Greedy answers of every row to the domain's questions."""
-        shared = [r for r in rows if r == "base" or r in self.engine.bank.names]
+        shared = [r for r in rows if r == "base" or r in self.engine.bank.names] if self.engine is not None else []
         out = self._shared_answers(data, shared, tick) if shared else {}
         for row in rows:
             if row not in out:
