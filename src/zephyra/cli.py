@@ -157,6 +157,8 @@ def bench_model(
     archs: Annotated[str, typer.Option(help="comma-separated, llama required: zephyra,llama,gpt2")] = "zephyra,llama",
     allocator: Annotated[str, typer.Option(help="system or tcmalloc (same for every arch)")] = "system",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile every arch alike")] = False,
+    device: Annotated[str, typer.Option(help="cpu, or cuda where torch sees a GPU (peak memory is then the GPU's)")
+                      ] = "cpu",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Training-step tokens/s and peak memory of Zephyra vs HF Llama of equal size, with ratios.
@@ -165,8 +167,14 @@ def bench_model(
     """
     from .bench.model import ModelBenchConfig, machine, markdown, run
 
-    cfg = ModelBenchConfig(preset=preset, batch=batch, seq=seq, steps=steps, rounds=rounds, threads=threads,
-                           dtypes=dtypes.split(","), archs=archs.split(","), allocator=allocator, compile=compile)
+    from .errors import ConfigError
+
+    try:
+        cfg = ModelBenchConfig(preset=preset, batch=batch, seq=seq, steps=steps, rounds=rounds, threads=threads,
+                               dtypes=dtypes.split(","), archs=archs.split(","), allocator=allocator, compile=compile,
+                               device=device)
+    except ConfigError as e:
+        clikit.fail(str(e))
     rows = run(cfg, progress=lambda s: typer.echo(s, err=True))
     if as_json:
         typer.echo(json.dumps({"machine": machine(), "config": cfg.__dict__, "rows": rows}))
@@ -214,6 +222,8 @@ def bench_all(
     threads: Annotated[int, typer.Option(help="torch threads for every benchmark")] = 2,
     level: Annotated[str | None, typer.Option(help="tiny | quick | full (overrides --quick; tiny: the tests')")
                      ] = None,
+    device: Annotated[str, typer.Option(help="the training-step benchmark's device: cpu, or cuda where torch sees "
+                                             "a GPU")] = "cpu",
 ) -> None:
     """Every benchmark against its baseline in one run: JSON per benchmark, report.md with plots, the machine.
 
@@ -223,13 +233,50 @@ def bench_all(
     from .errors import ConfigError
 
     try:
-        cfg = BenchAllConfig(level=level or ("quick" if quick else "full"), only=only or None, threads=threads)
+        cfg = BenchAllConfig(level=level or ("quick" if quick else "full"), only=only or None, threads=threads,
+                             device=device)
     except ConfigError as e:
         clikit.fail(str(e))
     results = run_all(cfg, out, progress=lambda s: typer.echo(s, err=True))
     for name, r in results.items():
         typer.echo(f"{name}: {r['status']}{' (' + r['reason'] + ')' if r['reason'] else ''}")
     typer.echo(f"report written to {out / 'report.md'}")
+
+
+@bench_app.command("base")
+def bench_base(
+    out: Annotated[Path, typer.Option(help="directory for base.json, base.md, base.png and the candidates' runs")
+                   ] = Path("runs/bench/base"),
+    level: Annotated[str, typer.Option(help="tiny | quick | full (the candidates and budget below default to it)")
+                     ] = "full",
+    candidates: Annotated[str | None, typer.Option(help="comma-separated arch:preset, e.g. zephyra:mini,llama:mini")
+                          ] = None,
+    scale: Annotated[float | None, typer.Option(help="the compute budget: the mini recipes' steps times this")] = None,
+    adapter_steps: Annotated[int | None, typer.Option(help="steps of each candidate's adapters")] = None,
+    domains: Annotated[str | None, typer.Option(help="comma-separated adapter domains")] = None,
+    max_questions: Annotated[int | None, typer.Option(help="grounded questions per adapter domain")] = None,
+    data: Path = Path("runs/data"),
+    tokenizer: Path = Path("runs/tokenizer"),
+    index: Path = Path("runs/index"),
+) -> None:
+    """Choose the base: candidates trained at equal compute, the task suite on each, the rule's choice.
+
+    zephyra bench base --out runs/bench/base     (after zephyra quickstart; about an hour on 2 cores)
+    """
+    from .bench.base_choice import BaseChoiceConfig, run
+    from .errors import ConfigError
+
+    def split(v):
+        return [x.strip() for x in v.split(",") if x.strip()] if v else None
+
+    try:
+        cfg = BaseChoiceConfig(level=level, candidates=split(candidates), scale=scale, adapter_steps=adapter_steps,
+                               domains=split(domains), max_questions=max_questions, data=data, tokenizer=tokenizer,
+                               index=index)
+        run(cfg, out, progress=lambda s: typer.echo(s, err=True))
+    except ConfigError as e:
+        clikit.fail(str(e))
+    typer.echo((out / "base.md").read_text())
 
 
 @bench_app.command("report")

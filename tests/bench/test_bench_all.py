@@ -11,7 +11,7 @@ from zephyra.bench.all import BenchAllConfig, run_all
 from zephyra.bench.report import load_results, update_docs, write_report
 from zephyra.errors import ConfigError, DataError
 
-RUN = ["components", "adapters", "engine", "router", "retrieval", "serve"]
+RUN = ["components", "adapters", "engine", "router", "retrieval", "serve", "precision"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_every_benchmark_writes_valid_json(tiny_run):
         assert dt.datetime.fromisoformat(r["started"]) <= dt.datetime.fromisoformat(r["finished"])
         assert r["load_before"]["load1"] >= 0 and isinstance(r["load_before"]["idle"], bool)
         assert r["peak_rss_mib"] >= r["rss_start_mib"] > 0
-    for name in ("components", "adapters", "engine", "router"):
+    for name in ("components", "adapters", "engine", "router", "precision"):
         assert results[name]["status"] == "ok", results[name].get("reason")
         assert results[name]["rows"]
 
@@ -49,6 +49,10 @@ def test_each_benchmark_has_its_baseline_in_the_same_run(tiny_run):
     assert all("one_at_a_time" in x and "concurrent" in x for x in r["engine"]["rows"])
     assert r["router"]["rows"][0]["what"] == "prefill, no router" and r["router"]["prefill_ms"] > 0
     assert "random-weight" in r["router"]["model"]  # no trained base here: said so
+    prec = {x["variant"]: x for x in r["precision"]["rows"]}
+    assert set(prec) == {"fp32", "bf16", "int8"} and prec["fp32"]["speed_vs_fp32"] == 1.0
+    assert prec["int8"]["weights_mib"] < prec["fp32"]["weights_mib"] and prec["bf16"]["size_vs_fp32"] < 0.6
+    assert "random-weight" in r["precision"]["model"] and prec["int8"]["perplexity"] is None  # no trained base
     cases = [x["case"] for x in r["components"]["rows"]]
     assert cases[0].startswith("loss: logits") and r["components"]["rows"][0]["speed_vs_baseline"] == 1.0
 
@@ -110,6 +114,35 @@ def test_bad_input_is_one_line(tmp_path):
 
     res = CliRunner().invoke(app, ["bench", "all", "--only", "nosuch", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "unknown benchmark" in res.output
+    with pytest.raises(ConfigError, match="device must be cpu or cuda"):
+        BenchAllConfig(device="tpu")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_device_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from zephyra.bench.model import ModelBenchConfig
+    from zephyra.cli import app
+
+    with pytest.raises(ConfigError, match="device cuda: torch .* sees no CUDA device"):
+        ModelBenchConfig(device="cuda")
+    res = CliRunner().invoke(app, ["bench", "model", "--device", "cuda", "--preset", "tiny"])
+    assert res.exit_code == 2 and "sees no CUDA device" in res.output
+    proc = subprocess.run([sys.executable, "-m", "zephyra.bench.train_step", "--preset", "tiny", "--device", "cuda"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "torch sees no CUDA device" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_the_training_step_reports_its_device():
+    from zephyra.bench.train_step import measure
+
+    r = measure("zephyra", "tiny", 2, 16, "fp32", steps=1, warmup=0, vocab=64, threads=1, compile_=False, attn=None,
+                device="cpu")
+    assert r["device"] == "cpu" and r["tokens_per_s"] > 0
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ BESIDE = {  # offline work: may use the runtime, never used by it
     "evaluation": {"adapters", "router", "resolve", "loader", "model", "data", "retrieval", "registry", "export",
                    "tokenizer"},
     "bench": {"adapters", "router", "resolve", "model", "tokenizer", "loader", "training", "evaluation", "serve",
-              "registry", "data"},
+              "registry", "data", "retrieval"},
     "pipeline": {"data", "training", "router", "resolve", "retrieval", "guard"},
     "export": {"adapters", "loader", "model"},
     # the paper (issue 16): reads results, builds LaTeX; nothing imports it

@@ -38,6 +38,22 @@ def _model_rows():
     return rows
 
 
+def _base_result():
+    """A zephyra bench base result of two candidates, its choice made by the real rule."""
+    from zephyra.bench.base_choice import METRICS, scores
+
+    def row(params, tokens, ppl, routing):
+        return {"matmul_params": params, "tokens": tokens, "train_seconds": 300.0, "flops_per_token": 6.0 * params,
+                "metrics": {"general_ppl": ppl, "phase1_category": 0.2, "grounded_qa": 0.3, "routing": routing},
+                "curve": [{"seconds": 100.0, "val_perplexity": ppl * 2}, {"seconds": 300.0, "val_perplexity": ppl}]}
+
+    rows = {"zephyra:mini": row(1_312_128, 5_734_400, 47.13, 0.91), "zephyra:base": row(20_458_368, 380_000, 187.65,
+                                                                                        0.88)}
+    return _bench("base", settings={"scale": 1.0, "reference": "zephyra:mini", "adapter_steps": 40, "max_questions": 40},
+                  metrics=[{"name": m, "higher_is_better": h, "about": a} for m, h, a in METRICS], rows=rows,
+                  choice=scores(rows))
+
+
 @pytest.fixture(scope="module")
 def fixture_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper")
@@ -46,6 +62,7 @@ def fixture_dirs(tmp_path_factory):
     (bench / "model.json").write_text(json.dumps(_bench(
         "model", config={"preset": "mini", "batch": 4, "seq": 128, "threads": 2, "dtypes": ["bf16"]},
         rows=_model_rows())))
+    (bench / "base.json").write_text(json.dumps(_base_result()))
     (bench / "serve.json").write_text(json.dumps({**_bench("serve"), "status": "skipped",
                                                   "reason": "no trained system"}))
     (runs / "phase1").mkdir(parents=True)
@@ -71,6 +88,8 @@ def test_pdf_shows_the_fixture_numbers(built):
     assert "1.37×" in flat  # the training-step ratio, through \trainRatioBf
     assert "4,321" in flat  # phase 1's tokens/s, through \phaseOneTokS
     assert "6,173" in flat  # the model table's tokens/s
+    assert "187.7" in flat and "chooses zephyra:mini" in flat  # the base choice: the largest's perplexity, the rule's
+    assert "6.6%" in flat and "the smaller model on more tokens has the lower perplexity" in flat  # the largest candidate's share of the reference's tokens, 380,000 / 5,734,400
     assert "CPU & 100% #1" in flat  # escaped text comes out as it was (Computer Modern draws "_" as a rule)
     # IEEEtran's small caps come out of pdftotext as "R EFERENCES" with Times, whole with Computer Modern
     assert "Zephyra Resolve" in flat and "REFERENCES" in flat.upper().replace(" ", "")
@@ -126,3 +145,24 @@ def test_sources_without_latex(fixture_dirs, tmp_path):
 def test_clear_error_without_latexmk(tmp_path):
     with pytest.raises(ArtifactError, match="latexmk not found"):
         build_paper(tmp_path)
+
+
+def test_the_committed_paper_matches_the_committed_results(tmp_path):
+    """docs/paper was built from docs/bench/full-2026-12-02 and docs/paper/runs: regenerating its sources from
+    them gives the committed macros, tables and template, and the committed PDF shows the base choice's numbers."""
+    from pathlib import Path
+
+    repo = Path(__file__).parents[2]
+    docs = repo / "docs" / "paper"
+    write_sources(tmp_path, repo / "docs" / "bench" / "full-2026-12-02", docs / "runs")
+    assert (tmp_path / "macros.tex").read_text() == (docs / "macros.tex").read_text()
+    assert (tmp_path / "paper.tex").read_text() == (docs / "paper.tex").read_text()
+    for table in (tmp_path / "tables").glob("*.tex"):
+        assert table.read_text() == (docs / "tables" / table.name).read_text(), table.name
+    assert json.loads((docs / "missing.json").read_text())["macros"] == {}
+    if shutil.which("pdftotext"):
+        text = " ".join(subprocess.run(["pdftotext", str(docs / "paper.pdf"), "-"], capture_output=True, text=True,
+                                       check=True).stdout.split())
+        macros = dict(re.findall(r"\\newcommand\{\\(\w+)\}\{([^}]*)\}", (docs / "macros.tex").read_text()))
+        for name in ("baseChosen", "baseLargestPpl", "baseReferencePpl", "trainRatioBf"):
+            assert macros[name].replace("$\\times$", "×").replace("\\%", "%") in text, name

@@ -79,6 +79,11 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "quick": dict(requests=8, concurrency=4, max_tokens=8),
         "full": dict(requests=48, concurrency=16, max_tokens=32),
     },
+    "precision": {
+        "tiny": dict(batches=[1], prompt_len=8, new_tokens=4, rounds=1, max_tokens=256, seq=32),
+        "quick": dict(batches=[1, 4], prompt_len=16, new_tokens=16, rounds=1, max_tokens=2048, seq=128),
+        "full": dict(batches=[1, 8], prompt_len=32, new_tokens=48, rounds=5, max_tokens=8192, seq=128),
+    },
     "startup": {
         "tiny": dict(runs=1),
         "quick": dict(runs=1),
@@ -110,6 +115,9 @@ ABOUT: dict[str, dict[str, str]] = {
     "serve": {"title": "HTTP server under load", "baseline": "the same requests from one client",
               "measures": "requests/s, tokens/s, time to first token and end-to-end p50/p99 over loopback",
               "module": "zephyra.bench.serve_load"},
+    "precision": {"title": "Inference precision", "baseline": "the same base in fp32",
+                  "measures": "greedy decode tokens/s, weight size, held-out perplexity and next-token agreement "
+                              "of the base in fp32, bf16 and dynamic int8", "module": "zephyra.bench.precision"},
     "startup": {"title": "CLI start", "baseline": "the interpreter alone; importing torch + transformers + PEFT",
                 "measures": "wall seconds of whole processes", "module": "zephyra.bench.startup"},
 }
@@ -124,6 +132,7 @@ class BenchAllConfig:
     level: str = "full"  # tiny | quick | full (SETTINGS)
     only: list[str] | None = None  # a subset of BENCHES; None: every one
     threads: int = 2
+    device: str = "cpu"  # the training-step benchmark's device (cuda where torch sees a GPU); the others run on CPU
     base: Path = Path("runs/phase2/final")  # the quickstart's trained system, for serve / router / retrieval
     adapters: Path = Path("runs/adapters")
     router: Path = Path("runs/router/active")
@@ -138,11 +147,15 @@ class BenchAllConfig:
         unknown = sorted(set(self.only or []) - set(BENCHES))
         if unknown:
             raise ConfigError(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHES)}")
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"device must be cpu or cuda, got {self.device!r}")
         for k in ("base", "adapters", "router", "routers", "index", "data"):
             setattr(self, k, Path(getattr(self, k)))
 
     def settings(self, bench: str) -> dict:
         s = {**SETTINGS[bench][self.level], "threads": self.threads, **self.overrides.get(bench, {})}
+        if bench == "model":
+            s["device"] = self.device
         if "auto" in s.get("dtypes", []):  # bf16 where the CPU has it natively, else fp32 (runtime.py)
             from ..runtime import resolve_precision
 
@@ -334,6 +347,14 @@ def _serve(s: dict, cfg: BenchAllConfig, progress) -> dict:
     return {"rows": rows, "models": models, "baseline": "concurrency 1"}
 
 
+def _precision(s: dict, cfg: BenchAllConfig, progress) -> dict:
+    from .precision import run
+
+    result = run(cfg.base, cfg.data, s["batches"], s["prompt_len"], s["new_tokens"], s["rounds"], s["threads"],
+                 s["max_tokens"], s["seq"], progress=progress)
+    return {**result, "baseline": "fp32"}
+
+
 def _startup(s: dict, cfg: BenchAllConfig, progress) -> dict:
     import statistics
 
@@ -348,7 +369,7 @@ def _startup(s: dict, cfg: BenchAllConfig, progress) -> dict:
 
 RUNNERS: dict[str, Callable[[dict, BenchAllConfig, Callable], dict]] = {
     "model": _model, "components": _components, "adapters": _adapters, "engine": _engine, "router": _router,
-    "retrieval": _retrieval, "serve": _serve, "startup": _startup}
+    "retrieval": _retrieval, "serve": _serve, "precision": _precision, "startup": _startup}
 
 
 def _now() -> str:

@@ -38,6 +38,7 @@ class ModelBenchConfig:
     archs: list[str] = field(default_factory=lambda: ["zephyra", "llama"])
     allocator: str = "system"  # "system" (glibc malloc) or "tcmalloc" (LD_PRELOAD), the same for every arch
     compile: bool = False  # torch.compile every arch alike
+    device: str = "cpu"  # or "cuda" where torch sees a GPU: the same benchmark, unchanged
 
     def __post_init__(self):
         bad = [d for d in self.dtypes if d not in ("fp32", "bf16")]
@@ -47,6 +48,13 @@ class ModelBenchConfig:
             raise ConfigError(f"allocator must be 'system' or 'tcmalloc', got {self.allocator!r}")
         if "llama" not in self.archs:
             raise ConfigError("archs must include 'llama': every ratio is against it")
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"device must be cpu or cuda, got {self.device!r}")
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError(f"device cuda: torch {torch.__version__} sees no CUDA device here")
 
 
 def tcmalloc_path() -> str:
@@ -67,7 +75,7 @@ def _env(cfg: ModelBenchConfig) -> dict:
 def _cmd(cfg: ModelBenchConfig, dtype: str, *extra: str) -> list[str]:
     cmd = [sys.executable, "-m", "zephyra.bench.train_step", "--preset", cfg.preset, "--batch", str(cfg.batch),
            "--seq", str(cfg.seq), "--dtype", dtype, "--steps", str(cfg.steps), "--warmup", str(cfg.warmup),
-           "--vocab", str(cfg.vocab), "--threads", str(cfg.threads), *extra]
+           "--vocab", str(cfg.vocab), "--threads", str(cfg.threads), "--device", cfg.device, *extra]
     return cmd + (["--compile"] if cfg.compile else [])
 
 
@@ -121,7 +129,7 @@ def machine() -> str:
 
 def markdown(rows: list[dict], cfg: ModelBenchConfig) -> str:
     lines = [f"preset `{cfg.preset}`, batch {cfg.batch} x seq {cfg.seq}, vocab {cfg.vocab}, {cfg.threads} threads, "
-             f"allocator {cfg.allocator}, compile {cfg.compile}; median of {cfg.rounds} rounds x {cfg.steps} "
+             f"allocator {cfg.allocator}, compile {cfg.compile}, device {cfg.device}; median of {cfg.rounds} rounds x {cfg.steps} "
              "interleaved steps", "",
              "| dtype | arch | params (non-emb) | tokens/s | vs Llama | peak RSS MiB | memory vs Llama |",
              "|---|---|---:|---:|---:|---:|---:|"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import DataError
 
-ORDER = ("model", "components", "adapters", "engine", "router", "retrieval", "serve", "startup")
+ORDER = ("model", "components", "adapters", "engine", "router", "retrieval", "serve", "precision", "startup", "base")
 
 
 def load_results(d: str | os.PathLike) -> dict[str, dict]:
@@ -111,15 +111,34 @@ def _serve(r: dict) -> str:
     return out
 
 
+def _precision(r: dict) -> str:
+    def q(v, fmt):
+        return "n/a" if v is None else format(v, fmt)
+
+    return _t(["variant", "batch", "decode tokens/s", "vs fp32", "weights MiB", "size vs fp32", "held-out perplexity",
+               "next-token agreement with fp32"],
+              [[x["variant"], x["batch"], f"{x['tokens_per_s']:,.0f}", f"{x['speed_vs_fp32']:.2f}x",
+                f"{x['weights_mib']:.1f}", f"{x['size_vs_fp32']:.2f}x", q(x["perplexity"], ".2f"),
+                q(x["agreement_with_fp32"], ".3f")] for x in r["rows"]]) + f"\n\nModel: {r['model']}."
+
+
 def _startup(r: dict) -> str:
     return _t(["process", "median s", "min s", "max s", "minus the interpreter"],
               [[x["process"], f"{x['median_s']:.3f}", f"{x['min_s']:.3f}", f"{x['max_s']:.3f}",
                 f"{x['minus_interpreter_s']:+.3f}"] for x in r["rows"]])
 
 
+def _base(r: dict) -> str:
+    from .base_choice import table as base_table
+
+    c = r["choice"]
+    return f"{base_table(r)}\nRule: {c['rule']}. **Chosen: {c['chosen']}.**"
+
+
 TABLES: dict[str, Callable[[dict], str]] = {"model": _model, "components": _components, "adapters": _adapters,
                                             "engine": _engine, "router": _router, "retrieval": _retrieval,
-                                            "serve": _serve, "startup": _startup}
+                                            "serve": _serve, "precision": _precision, "startup": _startup,
+                                            "base": _base}
 
 
 def provenance(r: dict) -> str:
@@ -172,6 +191,8 @@ def plot(r: dict, d: Path) -> Path | None:
     if r["status"] != "ok":
         return None
     name, rows, path = r["bench"], r.get("rows", []), d / f"{r['bench']}.png"
+    if name == "base":  # zephyra bench base draws its own (quality against training time)
+        return path if path.is_file() else None
     if name == "model":
         archs = list(dict.fromkeys(x["arch"] for x in rows))
         dtypes = list(dict.fromkeys(x["dtype"] for x in rows))
@@ -196,6 +217,12 @@ def plot(r: dict, d: Path) -> Path | None:
     if name == "router":
         return _bars(path, "Routing cost per prompt", [x["what"][:40] for x in rows],
                      {"ms/prompt": [x["ms_per_prompt"] for x in rows]}, "ms", log=True)
+    if name == "precision":
+        batches = list(dict.fromkeys(x["batch"] for x in rows))
+        val = {(x["variant"], x["batch"]): x["tokens_per_s"] for x in rows}
+        return _bars(path, "Greedy decode by weight precision", [f"batch {b}" for b in batches],
+                     {v: [val[(v, b)] for b in batches] for v in dict.fromkeys(x["variant"] for x in rows)},
+                     "tokens/s")
     if name == "components":
         return _bars(path, "Loss and attention, forward + backward", [x["case"] for x in rows],
                      {"ms": [x["ms"] for x in rows]}, "ms")

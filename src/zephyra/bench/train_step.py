@@ -4,6 +4,8 @@
 
 Prints one JSON line: tokens/s (forward + backward + AdamW step), seconds per step, peak RSS.
 With ``--interleave zephyra,llama`` it measures several architectures in one process, steps alternating.
+``--device cuda`` runs the same step on a GPU (timed after ``torch.cuda.synchronize``; peak memory is then the
+GPU's, ``torch.cuda.max_memory_allocated``); the default is the CPU.
 """
 
 from __future__ import annotations
@@ -37,9 +39,25 @@ def build(arch: str, preset: str, vocab: int, seq: int, attn: str | None):
     return model, non_embedding_params(model)
 
 
+def check_device(device: str) -> torch.device:
+    """``cpu`` or ``cuda`` (the latter only where torch sees a GPU), else a one-line SystemExit."""
+    if device not in ("cpu", "cuda"):
+        raise SystemExit(f"device must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device here (torch " + torch.__version__ + ")")
+    return torch.device(device)
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so a timer reads finished steps."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def training_step(fn, opt, x: torch.Tensor, bf16: bool) -> torch.Tensor:
-    """One forward + backward + optimizer step on ``x`` as its own labels (bf16 autocast or not); the loss."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    """One forward + backward + optimizer step on ``x`` as its own labels (bf16 autocast or not, on ``x``'s
+    device); the loss."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         loss = fn(input_ids=x, labels=x).loss
     loss.backward()
     opt.step()
@@ -47,17 +65,24 @@ def training_step(fn, opt, x: torch.Tensor, bf16: bool) -> torch.Tensor:
     return loss
 
 
+def peak_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure(arch: str, preset: str, batch: int, seq: int, dtype: str, steps: int, warmup: int, vocab: int,
-            threads: int, compile_: bool, attn: str | None) -> dict:
+            threads: int, compile_: bool, attn: str | None, device: str = "cpu") -> dict:
+    dev = check_device(device)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model, n_params = build(arch, preset, vocab, seq, attn)
-    model.train()
+    model.to(dev).train()
     step_fn = model
     if compile_:
         step_fn = torch.compile(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randint(3, vocab, (batch, seq))
+    x = torch.randint(3, vocab, (batch, seq), device=dev)
     use_bf16 = dtype == "bf16"
 
     def step():
@@ -65,31 +90,34 @@ def measure(arch: str, preset: str, batch: int, seq: int, dtype: str, steps: int
 
     for _ in range(warmup):
         step()
+    sync(dev)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
         step()
+        sync(dev)
         times.append(time.perf_counter() - t0)
     times.sort()
     median = times[len(times) // 2]
     return {"arch": arch, "preset": preset, "dtype": dtype, "batch": batch, "seq": seq, "threads": threads,
-            "compile": compile_, "params_non_embedding": n_params,
+            "compile": compile_, "device": dev.type, "params_non_embedding": n_params,
             "params_total": sum(p.numel() for p in model.parameters()),
             "step_s": median, "tokens_per_s": batch * seq / median,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mib": peak_mib(dev)}
 
 
 def interleaved(archs: list[str], preset: str, batch: int, seq: int, dtype: str, steps: int, warmup: int,
-                vocab: int, threads: int, compile_: bool) -> dict[str, list[float]]:
+                vocab: int, threads: int, compile_: bool, device: str = "cpu") -> dict[str, list[float]]:
     """Tokens/s of several architectures in one process, their steps alternating (A, B, A, B, ...), so a busy
     moment of the machine slows both alike; returns every step's tokens/s per arch."""
+    dev = check_device(device)
     torch.set_num_threads(threads)
     runners = {}
-    x = torch.randint(3, vocab, (batch, seq))
+    x = torch.randint(3, vocab, (batch, seq), device=dev)
     for arch in archs:
         torch.manual_seed(0)
         model, _ = build(arch, preset, vocab, seq, None)
-        model.train()
+        model.to(dev).train()
         fn = torch.compile(model) if compile_ else model
         runners[arch] = (fn, torch.optim.AdamW(model.parameters(), lr=1e-4))
 
@@ -100,8 +128,10 @@ def interleaved(archs: list[str], preset: str, batch: int, seq: int, dtype: str,
     for i in range(warmup + steps):
         order = archs if i % 2 == 0 else archs[::-1]
         for arch in order:
+            sync(dev)
             t0 = time.perf_counter()
             step(arch)
+            sync(dev)
             if i >= warmup:
                 out[arch].append(batch * seq / (time.perf_counter() - t0))
     return out
@@ -121,13 +151,14 @@ def main() -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--attn", default=None, help="HF attention implementation for llama (sdpa, eager)")
     p.add_argument("--interleave", default=None, help="comma-separated archs measured alternately in this process")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (where torch sees a GPU)")
     a = p.parse_args()
     if a.interleave:
         print(json.dumps(interleaved(a.interleave.split(","), a.preset, a.batch, a.seq, a.dtype, a.steps, a.warmup,
-                                     a.vocab, a.threads, a.compile)))
+                                     a.vocab, a.threads, a.compile, a.device)))
         return
     print(json.dumps(measure(a.arch, a.preset, a.batch, a.seq, a.dtype, a.steps, a.warmup, a.vocab, a.threads,
-                             a.compile, a.attn)))
+                             a.compile, a.attn, a.device)))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,19 @@ def _own_wins(d: dict) -> int:
     return wins
 
 
+def _largest(d: dict) -> str:
+    """The candidate with the most matmul parameters in a ``zephyra bench base`` result."""
+    return max(d["rows"], key=lambda c: d["rows"][c]["matmul_params"])
+
+
+def _routing_verdict(d: dict) -> str:
+    """Whether the base choice changes without the routing metric, in words."""
+    best = max(d["choice"]["score_no_routing"], key=d["choice"]["score_no_routing"].get)
+    if best == d["choice"]["chosen"]:
+        return "without the routing metric the choice is the same"
+    return f"without the routing metric {best} scores highest, so the choice rests on routing inside the model"
+
+
 def _first_ok(res: Results) -> dict:
     for name in ("bench.model", "bench.adapters", "bench.engine", "bench.router", "bench.serve", "bench.components",
                  "bench.retrieval", "bench.startup"):
@@ -144,6 +157,23 @@ MACROS: list[tuple[str, str | None, Callable]] = [
     ("phaseTwoMinutes", "phase2", lambda d: f"{d['metrics']['train_seconds'] / 60:.1f}"),
     ("phaseTwoTokS", "phase2", lambda d: f"{d['metrics']['tok_per_s']:,.0f}"),
     ("phaseTwoLoss", "phase2", lambda d: f"{d['metrics']['loss']:.2f}"),
+    # choosing the base (zephyra bench base)
+    ("baseChosen", "bench.base", lambda d: tex_escape(d["choice"]["chosen"])),
+    ("baseCandidates", "bench.base", lambda d: str(len(d["rows"]))),
+    ("baseScale", "bench.base", lambda d: f"{d['settings']['scale']:g}"),
+    ("baseReference", "bench.base", lambda d: tex_escape(d["settings"]["reference"])),
+    ("baseAdapterSteps", "bench.base", lambda d: str(d["settings"]["adapter_steps"])),
+    ("baseQuestions", "bench.base", lambda d: str(d["settings"]["max_questions"])),
+    ("baseLargest", "bench.base", lambda d: tex_escape(_largest(d))),
+    ("baseLargestTokenShare", "bench.base", lambda d: _pct(d["rows"][_largest(d)]["tokens"] /
+                                                           d["rows"][d["settings"]["reference"]]["tokens"])),
+    ("baseLargestPpl", "bench.base", lambda d: f"{d['rows'][_largest(d)]['metrics']['general_ppl']:.1f}"),
+    ("baseReferencePpl", "bench.base", lambda d: f"{d['rows'][d['settings']['reference']]['metrics']['general_ppl']:.1f}"),
+    ("baseLargestVerdict", "bench.base", lambda d: "the smaller model on more tokens has the lower perplexity" if
+     d["rows"][_largest(d)]["metrics"]["general_ppl"] > d["rows"][d["settings"]["reference"]]["metrics"]["general_ppl"]
+     else "the larger model has the lower perplexity even on fewer tokens"),
+    ("baseRoutingVerdict", "bench.base", lambda d: tex_escape(_routing_verdict(d))),
+    ("baseChosenScore", "bench.base", lambda d: f"{d['choice']['score'][d['choice']['chosen']]:.2f}"),
     # adapters and isolation
     ("adapterRank", "adapter.config", lambda d: str(d["r"])),
     ("adapterLayers", "adapter.config", lambda d: str(len(d["layers_to_transform"]))),
@@ -305,6 +335,28 @@ def _t_tutor(d):
                     tex_escape(f"The Socratic math tutor against simulated learners ({d['learner']})."), "tab:tutor")
 
 
+def _t_base(d):
+    names = [m for m in d["choice"]["metrics"]]
+    short = {"general_ppl": "gen. ppl", "phase1_category": "cat. acc.", "phase1_greeting": "greet.",
+             "adapter_gain": "own ppl ratio", "isolation": "off-dom.", "grounded_qa": "cited QA",
+             "grounded_f1": "gen. F1", "routing": "routing"}
+    higher = {m["name"]: m["higher_is_better"] for m in d["metrics"]}
+
+    def f(v, m):
+        return "n/a" if v is None else (f"{v:.1f}" if m == "general_ppl" else f"{v:.3f}")
+
+    rows = [[c + (" *" if c == d["choice"]["chosen"] else ""), f"{r['matmul_params'] / 1e6:.1f}M",
+             f"{r['tokens'] / 1e6:.2f}M", f"{r['train_seconds']:.0f}", *[f(r["metrics"].get(m), m) for m in names],
+             f"{d['choice']['score'][c]:.2f}"] for c, r in d["rows"].items()]
+    head = ["candidate", "params", "tokens", "train s", *[short.get(m, m) + (" (+)" if higher[m] else " (-)")
+                                                          for m in names], "score"]
+    s = d["settings"]
+    return _tabular("l" + "r" * (len(head) - 1), head, rows,
+                    tex_escape(f"Candidate bases at equal training compute ({s['scale']:g} x the {s['reference']} "
+                               f"recipes), the task suite on held-out data ((+) higher is better, (-) lower), and the "
+                               f"rule's score; * the chosen base. Rule: {d['choice']['rule']}."), "tab:base", wide=True)
+
+
 def _t_machine(res: Results):
     m = _first_ok(res)["machine"]
     rows = [["CPU", m["cpu"]], ["cores", m["cores"]], ["memory GiB", m["memory_gib"]], ["Python", m["python"]],
@@ -319,6 +371,7 @@ TABLES: dict[str, tuple[str | None, Callable, str]] = {
     "engine": ("bench.engine", _t_engine, "The streaming engine"),
     "router": ("bench.router", _t_router, "Routing cost"),
     "serve": ("bench.serve", _t_serve, "The server"),
+    "base": ("bench.base", _t_base, "Choosing the base"),
     "isolation": ("eval.isolation", _t_isolation, "Isolation"),
     "system": ("eval.system", _t_system, "The whole system"),
     "retrieval": ("eval.retrieval", _t_retrieval, "Retrieval"),
@@ -350,6 +403,17 @@ def _fig_model(d, ax):
     ax.set_xticks([j + w * (len(archs) - 1) / 2 for j in range(len(dtypes))], dtypes)
     ax.set_ylabel("training tokens/s")
     ax.legend(fontsize=7)
+
+
+def _fig_base(d, ax):
+    for c, r in d["rows"].items():
+        pts = r["curve"]
+        ax.plot([p["seconds"] for p in pts], [p["val_perplexity"] for p in pts], marker="o", markersize=2,
+                label=c, lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("training seconds (phase 1 + 2)")
+    ax.set_ylabel("general val. perplexity")
+    ax.legend(fontsize=5)
 
 
 def _fig_isolation(d, ax):
@@ -384,6 +448,8 @@ def _fig_shakespeare(d, ax):
 FIGURES: dict[str, tuple[str, Callable, str]] = {
     "model": ("bench.model", _fig_model, "Training-step throughput per architecture and dtype "
                                          "(Table~\\ref{tab:model})."),
+    "base": ("bench.base", _fig_base, "Quality against training time: each candidate's general validation "
+                                      "perplexity during phase 2, at equal total compute (Table~\\ref{tab:base})."),
     "isolation": ("eval.isolation", _fig_isolation, "Each adapter's held-out perplexity on its own domain and on the "
                                                     "others, as a ratio to the base's."),
     "system": ("eval.system", _fig_system, "Answer accuracy of each system on the held-out questions."),

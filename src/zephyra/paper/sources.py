@@ -24,6 +24,7 @@ class Source:
 SOURCES: tuple[Source, ...] = (
     *(Source(f"bench.{b}", "bench", f"{b}.json", f"zephyra bench all --out DIR (benchmark {b})")
       for b in ("model", "components", "adapters", "engine", "router", "retrieval", "serve", "startup")),
+    Source("bench.base", "bench", "base.json", "zephyra bench base --out DIR (after the quickstart)"),
     Source("base.config", "runs", "phase2/final/config.json", "zephyra quickstart"),
     Source("phase1", "runs", "phase1/results.json", "zephyra quickstart"),
     Source("phase2", "runs", "phase2/results.json", "zephyra quickstart"),
