@@ -143,17 +143,11 @@ def parse_candidate(name: str) -> tuple[str, str]:
 
 
 def build_candidate(name: str, vocab_size: int):
-    """A fresh (untrained) model of the candidate, for counting its FLOPs."""
-    from ..model import ZephyraForCausalLM, preset_config
-    from ..model.baselines import gpt2_config_like, llama_config_like
+    """A fresh (untrained) model of the candidate, for counting its FLOPs (``bench.train_step.build``'s)."""
+    from .train_step import build
 
     arch, preset = parse_candidate(name)
-    zcfg = preset_config(preset, vocab_size=vocab_size)
-    if arch == "zephyra":
-        return ZephyraForCausalLM(zcfg)
-    from transformers import GPT2LMHeadModel, LlamaForCausalLM
-
-    return GPT2LMHeadModel(gpt2_config_like(zcfg)) if arch == "gpt2" else LlamaForCausalLM(llama_config_like(zcfg))
+    return build(arch, preset, vocab_size, 128, None)[0]
 
 
 def flops_per_token(model, seq_len: int) -> float:
@@ -161,10 +155,8 @@ def flops_per_token(model, seq_len: int) -> float:
     (the attention scores and their weighted sum)."""
     from ..training.prepare import matmul_params
 
-    c = model.config
-    layers = getattr(c, "num_hidden_layers", None) or c.n_layer
-    hidden = getattr(c, "hidden_size", None) or c.n_embd
-    return 6.0 * matmul_params(model) + 6.0 * layers * seq_len * hidden
+    c = model.config  # GPT2Config maps num_hidden_layers / hidden_size onto n_layer / n_embd
+    return 6.0 * matmul_params(model) + 6.0 * c.num_hidden_layers * seq_len * c.hidden_size
 
 
 def _recipe_phase(phase: str, overrides: list[str]):
@@ -176,6 +168,8 @@ def _recipe_phase(phase: str, overrides: list[str]):
 
 def plan(cfg: BaseChoiceConfig, vocab_size: int) -> dict[str, dict]:
     """{candidate: {phase: {steps, warmup, flops_per_token, tokens, flops}}}: the equal-compute step counts."""
+    from ..training.prepare import matmul_params
+
     s = cfg.settings
     ref_cfg = {p: _recipe_phase(p, s["overrides"]) for p in ("phase1", "phase2")}
     models = {c: build_candidate(c, vocab_size) for c in dict.fromkeys([s["reference"], *s["candidates"]])}
@@ -191,14 +185,8 @@ def plan(cfg: BaseChoiceConfig, vocab_size: int) -> dict[str, dict]:
             out[c][p] = {"steps": steps, "warmup": max(1, min(rc.schedule.warmup_steps, steps // 10)),
                          "flops_per_token": f, "tokens": steps * batch * seq, "flops": steps * batch * seq * f,
                          "budget_flops": budget, "reference_steps": ref_steps}
-        out[c]["matmul_params"] = int(_matmul(models[c]))
+        out[c]["matmul_params"] = int(matmul_params(models[c]))
     return out
-
-
-def _matmul(model) -> int:
-    from ..training.prepare import matmul_params
-
-    return matmul_params(model)
 
 
 # --- one candidate -------------------------------------------------------------------------------------------------
@@ -249,17 +237,15 @@ def _data_overrides(phase: str, data_root: Path) -> list[str]:
     return o
 
 
-def _curve(run: Path, offset_s: float, train_s: float, steps: int) -> list[dict]:
-    """The run's validation evaluations with the training seconds they were reached at (steps are evenly timed:
-    the eval records carry the step, the run its total training seconds)."""
-    pts = []
-    path = run / "metrics.jsonl"
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        row = json.loads(line) if line.strip() else {}
-        if "val_loss" in row:
-            pts.append({"step": row["step"], "tokens": row["tokens"], "seconds": offset_s + train_s * row["step"] / steps,
-                        "val_perplexity": math.exp(min(float(row.get("val/general", row["val_loss"])), 50))})
-    return pts
+def _curve(run: Path, offset_s: float, train_s: float, tokens_per_step: int) -> list[dict]:
+    """The run's validation evaluations (``training.compare.read_curve``: its first validation set, phase 2's
+    general corpus) with the training seconds they were reached at (steps evenly timed over the run's total)."""
+    from ..training.compare import read_curve
+
+    curve = read_curve(run)
+    total = curve.tokens[-1]
+    return [{"step": t // tokens_per_step, "tokens": t, "seconds": offset_s + train_s * t / total,
+             "val_perplexity": math.exp(min(loss, 50))} for t, loss in zip(curve.tokens, curve.val_loss)]
 
 
 def _adapters(c: str, base: Path, root: Path, cfg: BaseChoiceConfig, echo) -> tuple[dict[str, Path], dict]:
@@ -286,7 +272,7 @@ def _grounded_qa(base: Path, adapters: dict[str, Path], grounding: dict, cfg: Ba
     """The adapter domains' held-out questions with their own domain's passages in the prompt (retrieved as the
     runtime retrieves them: the adapter's k, mode and min_score), answered greedily by their own adapter, through
     PEFT's generate for every candidate alike (the runtime's engine serves Zephyra bases only). Scored three ways,
-    as the runtime's three answer modes (resolve/grounding.py) would serve them: ``cited`` -- the whole passage
+    as the runtime's three answer modes serve them (``resolve.grounding.Grounding.final``): ``cited`` -- the whole passage
     the generation cites ([n]; none: the first), ``generate`` -- the generated words, and ``quote`` -- retrieval's
     first passage, which no base changes (the reference)."""
     from ..adapters import base_fingerprint, load_adapter, switch_adapter
@@ -294,6 +280,7 @@ def _grounded_qa(base: Path, adapters: dict[str, Path], grounding: dict, cfg: Ba
     from ..evaluation.suite import answer
     from ..evaluation.system import _scored, held_out_questions
     from ..loader import load_model
+    from ..resolve.grounding import Grounding
     from ..retrieval.grounding import cited, passages_for
     from ..retrieval.index import KnowledgeIndex
 
@@ -319,10 +306,8 @@ def _grounded_qa(base: Path, adapters: dict[str, Path], grounding: dict, cfg: Ba
             generated[i] = a
 
     def served(i: int, mode: str) -> str:
-        if not entries[i] or mode == "generate":
-            return generated[i]
-        k = (cited(generated[i], len(entries[i])) or [1])[0] if mode == "cited" else 1
-        return entries[i][k - 1]
+        sources = [{"id": str(k), "text": t} for k, t in enumerate(entries[i], 1)]
+        return Grounding(questions[i]["domain"], None, sources, answer_mode=mode).final(generated[i])[0]
 
     modes = {mode: _scored([served(i, mode) for i in range(n)], questions, list(adapters), passages)
              for mode in ("cited", "generate", "quote")}
@@ -460,7 +445,7 @@ def _run_candidates(cfg: BaseChoiceConfig, out: Path, echo) -> dict[str, dict]:
         wall_train = time.perf_counter() - t
         s1 = float(trained["phase1"]["metrics"].get("train_seconds", 0.0))
         s2 = float(trained["phase2"]["metrics"].get("train_seconds", 0.0))
-        curve = _curve(root / "phase2", s1, s2, p["phase2"]["steps"])
+        curve = _curve(root / "phase2", s1, s2, p["phase2"]["tokens"] // p["phase2"]["steps"])
         ev = evaluate_candidate(c, root, trained, cfg, echo)
         rows[c] = {**ev, "plan": {k: v for k, v in p.items() if k.startswith("phase")},
                    "matmul_params": p["matmul_params"], "flops_per_token": p["phase2"]["flops_per_token"],

@@ -445,10 +445,16 @@ class Evaluator:
     def load_domains(self, data_root, domains: Sequence[str]) -> dict[str, DomainData]:
         return {d: load_domain(data_root, d, self.tokenizer, self.cfg, self.seq_len) for d in domains}
 
+    def _shared_rows(self, rows: Sequence[str]) -> list[str]:
+        """The rows the shared engine answers side by side (none without an engine: a non-Zephyra base)."""
+        if self.engine is None:
+            return []
+        return [r for r in rows if r == "base" or r in self.engine.bank.names]
+
     def batches(self, data: DomainData, rows: Sequence[str]) -> int:
         """Progress units for ``rows`` on one domain: perplexity batches plus answer batches."""
         ppl = -(-len(data.rows) // self.cfg.batch_size) * len(rows)
-        shared = sum(r == "base" or r in self.engine.bank.names for r in rows) if self.engine is not None else 0
+        shared = len(self._shared_rows(rows))
         gen = -(-len(data.questions) * shared // self.cfg.gen_batch_size)
         gen += -(-len(data.questions) // self.cfg.batch_size) * (len(rows) - shared)
         return ppl + gen
@@ -462,7 +468,7 @@ class Evaluator:
 
     def answers(self, data: DomainData, rows: Sequence[str], tick=None) -> dict[str, list[str]]:
         """Greedy answers of every row to the domain's questions."""
-        shared = [r for r in rows if r == "base" or r in self.engine.bank.names] if self.engine is not None else []
+        shared = self._shared_rows(rows)
         out = self._shared_answers(data, shared, tick) if shared else {}
         for row in rows:
             if row not in out:
